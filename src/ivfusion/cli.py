@@ -1,0 +1,41 @@
+"""``ivfusion``: one command line for the node and the demo (evaluation and training join later)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _node(argv: list[str]) -> int:
+    from ivfusion.ros.node import main as node_main
+
+    parser = argparse.ArgumentParser(prog="ivfusion node", description="Run the ivfusion ROS 2 node.")
+    parser.add_argument("--params-file", help="ROS 2 parameters YAML (as `ros2 run ... --params-file`)")
+    args, ros_args = parser.parse_known_args(argv)
+    if ros_args and ros_args[0] == "--ros-args":
+        ros_args = ros_args[1:]
+    rcl_args = ["ivfusion", "--ros-args"]
+    if args.params_file:
+        rcl_args += ["--params-file", args.params_file]
+    return node_main(rcl_args + ros_args)
+
+
+def _demo(argv: list[str]) -> int:
+    from ivfusion.ros.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+COMMANDS = {"node": _node, "demo": _demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: ivfusion {" + ",".join(COMMANDS) + "} [options]   (ivfusion COMMAND --help)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

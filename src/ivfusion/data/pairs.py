@@ -1,0 +1,56 @@
+"""A "pairs folder": ``ir/`` and ``vi/`` with registered images sharing a file stem (the shared datasets' layout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ivfusion.errors import IvfusionError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class PairSample:
+    stem: str
+    thermal: np.ndarray  # (H, W) uint8
+    rgb: np.ndarray  # (H, W, 3) uint8, RGB order
+
+
+class PairsFolder:
+    """Indexes the stems present in both ``ir/`` and ``vi/``, sorted, and loads them on demand."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        ir, vi = self.root / "ir", self.root / "vi"
+        for sub in (ir, vi):
+            if not sub.is_dir():
+                raise IvfusionError(f"pairs folder {self.root}: missing sub-folder {sub.name}/")
+        ir_files = _index(ir)
+        vi_files = _index(vi)
+        self.stems = sorted(set(ir_files) & set(vi_files))
+        if not self.stems:
+            raise IvfusionError(f"pairs folder {self.root}: no file stem is present in both ir/ and vi/")
+        self._files = {s: (ir_files[s], vi_files[s]) for s in self.stems}
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def paths(self, stem: str) -> tuple[Path, Path]:
+        return self._files[stem]
+
+    def load(self, index_or_stem: int | str) -> PairSample:
+        stem = self.stems[index_or_stem] if isinstance(index_or_stem, int) else index_or_stem
+        ir_path, vi_path = self._files[stem]
+        thermal = cv2.imread(str(ir_path), cv2.IMREAD_GRAYSCALE)
+        bgr = cv2.imread(str(vi_path), cv2.IMREAD_COLOR)
+        if thermal is None or bgr is None:
+            raise IvfusionError(f"cannot read pair {stem!r} from {self.root}")
+        return PairSample(stem, thermal, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}

@@ -1,0 +1,1 @@
+"""Threading and bookkeeping shared by the node, the demo and the benchmarks (ROS-free)."""
