@@ -215,3 +215,15 @@ def test_encode_non_native_array_writes_native_bytes() -> None:
     img = _sample("mono16")
     data, step = encode_image(img.astype(">u2"), "mono16")
     np.testing.assert_array_equal(decode_image(data, W, H, step, "mono16"), img)
+
+
+def test_check_layout_validates_header_without_pixels() -> None:
+    from ivfusion.imaging.encodings import check_layout
+
+    assert check_layout(W, H, W * 2 + 4, "mono16", (W * 2 + 4) * H) is SUPPORTED_ENCODINGS["mono16"]
+    with pytest.raises(ImageDecodeError, match="expected step\\*height"):
+        check_layout(W, H, W * 2, "mono16", W * 2 * H - 1)
+    with pytest.raises(ImageDecodeError, match="absurd"):
+        check_layout(10_000, 10_000, 10_000, "mono8", 10**8, max_pixels=1000)
+    with pytest.raises(ImageDecodeError, match="unsupported"):
+        check_layout(W, H, W, "jpeg", W * H)

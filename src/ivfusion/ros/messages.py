@@ -53,14 +53,15 @@ def detections_to_msg(detections: Iterable[Detection], header: Header) -> Detect
     out = Detection2DArray(header=header)
     for i, det in enumerate(detections):
         d = Detection2D(header=header, id=str(i))
-        cx, cy = det.center
-        w, h = det.size
+        # float() on purpose: rosidl stores a Python int in a float64 field, then serialises garbage.
+        cx, cy = map(float, det.center)
+        w, h = map(float, det.size)
         d.bbox = BoundingBox2D(size_x=w, size_y=h)
         d.bbox.center.position.x = cx
         d.bbox.center.position.y = cy
         hyp = ObjectHypothesisWithPose()
         hyp.hypothesis.class_id = det.class_name
-        hyp.hypothesis.score = det.score
+        hyp.hypothesis.score = float(det.score)
         hyp.pose.pose.position.x = cx
         hyp.pose.pose.position.y = cy
         d.results.append(hyp)
