@@ -60,35 +60,15 @@ def pairs_frames(root: str, count: int) -> Iterator[DemoFrame]:
         yield DemoFrame(sample.thermal, "mono8", sample.rgb, sample.stem)
 
 
-def bag_frames(path: str, count: int, thermal_topic: str, rgb_topic: str, slop_ns: int) -> Iterator[DemoFrame]:
-    """Pairs read from a rosbag2 file (MCAP or sqlite3) by nearest stamp, decoded with the core decoder."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
+def bag_frames(path: str, count: int, thermal_topic: str, rgb_topic: str) -> Iterator[DemoFrame]:
+    from ivfusion.bags import read_image_pairs
+    from ivfusion.imaging.encodings import to_bgr8
 
-    from ivfusion.imaging.encodings import decode_image
-    from ivfusion.sync import RGB, THERMAL, ApproximateTimePairer, SyncConfig
-
-    pairer: ApproximateTimePairer = ApproximateTimePairer(SyncConfig(queue_size=30, slop_ns=slop_ns))
-    produced = 0
-    with AnyReader([Path(path)], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as reader:
-        conns = [c for c in reader.connections if c.topic in (thermal_topic, rgb_topic)]
-        if {c.topic for c in conns} != {thermal_topic, rgb_topic}:
-            raise SystemExit(f"{path}: needs topics {thermal_topic} and {rgb_topic}; has "
-                             f"{sorted(c.topic for c in reader.connections)}")
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            img = decode_image(msg.data, msg.width, msg.height, msg.step, msg.encoding, bool(msg.is_bigendian))
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            stream = THERMAL if conn.topic == thermal_topic else RGB
-            pair = pairer.add(stream, stamp, (img.copy(), msg.encoding))
-            if pair is None:
-                continue
-            (t_img, t_enc), (r_img, r_enc) = pair.thermal, pair.rgb
-            rgb = cv2.cvtColor(r_img, cv2.COLOR_BGR2RGB) if r_enc == "bgr8" else r_img
-            yield DemoFrame(t_img, t_enc, rgb[..., :3], f"bag_{pair.rgb_stamp_ns}")
-            produced += 1
-            if produced >= count:
-                return
+    for i, pair in enumerate(read_image_pairs(path, thermal_topic=thermal_topic, rgb_topic=rgb_topic)):
+        if i >= count:
+            return
+        rgb = cv2.cvtColor(to_bgr8(pair.rgb, pair.rgb_encoding), cv2.COLOR_BGR2RGB)
+        yield DemoFrame(pair.thermal, pair.thermal_encoding, rgb, f"bag_{pair.rgb_stamp_ns}")
 
 
 class _Driver(Node):
@@ -165,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pairs:
         frames, source = list(pairs_frames(args.pairs, args.frames)), f"pairs folder {args.pairs}"
     elif args.bag:
-        frames = list(bag_frames(args.bag, args.frames, args.thermal_topic, args.rgb_topic, 50_000_000))
+        frames = list(bag_frames(args.bag, args.frames, args.thermal_topic, args.rgb_topic))
         source = f"bag {args.bag}"
     else:
         frames, source = list(scene_frames(args.frames)), "procedural night scene (16-bit thermal 640x512, RGB 640x480)"
@@ -219,6 +199,9 @@ def _report(args: argparse.Namespace, frames: list[DemoFrame], driver: _Driver, 
     arrivals = sorted(t for t, _ in driver.fused.values())
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
     throughput = (len(arrivals) - 1) / span if span > 0 else 0.0
+    sends = sorted(driver.sent.values())
+    send_span = sends[-1] - sends[0] if len(sends) > 1 else 0.0
+    input_rate = (len(sends) - 1) / send_span if send_span > 0 else 0.0
     records = []
     saved = 0
     for i, s in enumerate(stamps):
@@ -239,13 +222,14 @@ def _report(args: argparse.Namespace, frames: list[DemoFrame], driver: _Driver, 
     summary = {
         "published_pairs": len(frames), "fused_received": n_fused, "detections_received": n_det,
         "dropped_by_node": node._worker.stats.dropped, "pairing_misses": node._pairer.stats.misses,
-        "throughput_hz": throughput,
+        "throughput_hz": throughput, "input_rate_hz": input_rate,
         "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else None,
         "latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else None,
+        "latency_ms_max": float(max(latencies)) if latencies else None,
         "stages_ms": stages, "objects_detected": sum(len(r["detections"]) for r in records),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\npublished {len(frames)} pairs at {args.rate:g} Hz; received {n_fused} fused images and {n_det} "
+    print(f"\npublished {len(frames)} pairs at {input_rate:.1f} Hz (asked {args.rate:g}); received {n_fused} fused images and {n_det} "
           f"detection arrays ({summary['throughput_hz']:.1f} Hz); the node dropped {summary['dropped_by_node']} "
           f"(latest-frame-wins) and missed {summary['pairing_misses']} pairings")
     if latencies:
