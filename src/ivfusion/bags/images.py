@@ -20,8 +20,12 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 
 
 @dataclass(frozen=True)
-class BagWriteFrame:
-    """One camera pair to write; ``*_stamp_ns`` go into the headers, ``log_time_ns`` is the bag's receive time."""
+class BagPair:
+    """One thermal/RGB pair as stored in a bag: pixels, encodings and header stamps.
+
+    When writing, ``log_time_ns`` is the bag's receive time (default: the header stamp); when reading,
+    ``rgb_frame_id`` is the RGB header's frame_id.
+    """
 
     thermal: np.ndarray
     thermal_encoding: str
@@ -30,17 +34,10 @@ class BagWriteFrame:
     thermal_stamp_ns: int
     rgb_stamp_ns: int
     log_time_ns: int | None = None
+    rgb_frame_id: str = ""
 
 
-@dataclass(frozen=True)
-class BagPair:
-    thermal: np.ndarray
-    thermal_encoding: str
-    rgb: np.ndarray
-    rgb_encoding: str
-    thermal_stamp_ns: int
-    rgb_stamp_ns: int
-    rgb_frame_id: str
+BagWriteFrame = BagPair  # what write_image_bag takes; the same record read_image_pairs yields
 
 
 def _typestore():
@@ -116,4 +113,4 @@ def read_image_pairs(
             pair = pairer.add(stream, stamp, (img, msg.encoding, msg.header.frame_id))
             if pair is not None:
                 (t_img, t_enc, _), (r_img, r_enc, r_frame) = pair.thermal, pair.rgb
-                yield BagPair(t_img, t_enc, r_img, r_enc, pair.thermal_stamp_ns, pair.rgb_stamp_ns, r_frame)
+                yield BagPair(t_img, t_enc, r_img, r_enc, pair.thermal_stamp_ns, pair.rgb_stamp_ns, rgb_frame_id=r_frame)

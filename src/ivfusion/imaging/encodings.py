@@ -153,28 +153,27 @@ def _check_array(img: np.ndarray, encoding: str, info: EncodingInfo) -> None:
         raise ImageDecodeError(f"array {img.shape} {img.dtype} does not match encoding {encoding}: expected {want}")
 
 
+def _convert8(img: np.ndarray, encoding: str, table: dict[str, int | None], target: str) -> np.ndarray:
+    info = encoding_info(encoding)
+    if encoding not in table:
+        raise ImageDecodeError(f"{target} cannot convert {encoding} ({info.dtype}); apply ThermalAGC first")
+    _check_array(img, encoding, info)
+    code = table[encoding]
+    return img if code is None else cv2.cvtColor(img, code)
+
+
 def to_bgr8(img: np.ndarray, encoding: str) -> np.ndarray:
     """8-bit BGR for the detector and fusion; bgr8/8UC3 come back as the same array (no copy).
 
     16-bit and float frames are refused: mapping them to 8 bits is a gain decision (see ``ThermalAGC``), not a
     format conversion, and silently truncating would give black frames.
     """
-    info = encoding_info(encoding)
-    if encoding not in _TO_BGR:
-        raise ImageDecodeError(f"to_bgr8 cannot convert {encoding} ({info.dtype}); apply ThermalAGC first")
-    _check_array(img, encoding, info)
-    code = _TO_BGR[encoding]
-    return img if code is None else cv2.cvtColor(img, code)
+    return _convert8(img, encoding, _TO_BGR, "to_bgr8")
 
 
 def to_mono8(img: np.ndarray, encoding: str) -> np.ndarray:
     """8-bit grey (cv2's BT.601 weights for colour); mono8/8UC1 come back as the same array."""
-    info = encoding_info(encoding)
-    if encoding not in _TO_MONO:
-        raise ImageDecodeError(f"to_mono8 cannot convert {encoding} ({info.dtype}); apply ThermalAGC first")
-    _check_array(img, encoding, info)
-    code = _TO_MONO[encoding]
-    return img if code is None else cv2.cvtColor(img, code)
+    return _convert8(img, encoding, _TO_MONO, "to_mono8")
 
 
 def encode_image(img: np.ndarray, encoding: str) -> tuple[bytes, int]:
