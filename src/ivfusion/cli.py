@@ -1,4 +1,4 @@
-"""``ivfusion``: one command line for the node and the demo (evaluation and training join later)."""
+"""``ivfusion``: one command line for the node, the demo, bag tooling and evaluation."""
 
 from __future__ import annotations
 
@@ -26,7 +26,19 @@ def _demo(argv: list[str]) -> int:
     return demo_main(argv)
 
 
-COMMANDS = {"node": _node, "demo": _demo}
+def _bag(argv: list[str]) -> int:
+    from ivfusion.bags.cli import main as bag_main
+
+    return bag_main(argv)
+
+
+def _eval(argv: list[str]) -> int:
+    from ivfusion.evaluation.cli import main as eval_main
+
+    return eval_main(argv)
+
+
+COMMANDS = {"node": _node, "demo": _demo, "bag": _bag, "eval": _eval}
 
 
 def main(argv: list[str] | None = None) -> int:
