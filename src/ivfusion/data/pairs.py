@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ivfusion.data.labels import GroundTruth, LabelStore, image_size
 from ivfusion.errors import IvfusionError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -50,6 +51,26 @@ class PairsFolder:
         if thermal is None or bgr is None:
             raise IvfusionError(f"cannot read pair {stem!r} from {self.root}")
         return PairSample(stem, thermal, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+    def labels(self, stem: str, which: str) -> list[GroundTruth] | None:
+        """Ground-truth boxes of ``stem`` from set ``which`` (``ir``, ``vi``, ``fused`` or ``union``).
+
+        None when the dataset has no labels for that set, [] when the stem has no label file or no
+        objects. Layout, formats and the ``union`` de-duplication: :mod:`ivfusion.data.labels`.
+        """
+        if stem not in self._files:
+            raise IvfusionError(f"pairs folder {self.root}: no pair with stem {stem!r}")
+        return self._label_store().labels(stem, which)
+
+    def has_labels(self, which: str) -> bool:
+        """Whether the dataset has a label set ``which`` (``union``: an ``ir`` or a ``vi`` set)."""
+        return self._label_store().has_labels(which)
+
+    def _label_store(self) -> LabelStore:
+        store = self.__dict__.get("_labels")
+        if store is None:  # YOLO boxes are scaled to the visible image's size (pairs are registered)
+            store = self._labels = LabelStore(self.root, lambda stem: image_size(self._files[stem][1]))
+        return store
 
 
 def _index(folder: Path) -> dict[str, Path]:

@@ -1,0 +1,112 @@
+"""What gets evaluated: any way of producing a fused frame for a dataset pair, behind one small interface.
+
+A method is our fusion backend with a preference, a folder of precomputed outputs (published peers), or a
+single source passed through (infrared-only and visible-only: the baselines every fusion method must beat
+for detection, and a reminder that a copy of one source scores high on MI and VIF).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from ivfusion.data.pairs import IMAGE_SUFFIXES, PairSample
+from ivfusion.errors import ConfigError, IvfusionError
+from ivfusion.fusion.base import FusionBackend
+from ivfusion.fusion.preference import Preference, parse_preference
+
+
+class FusionMethod(Protocol):
+    name: str
+    kind: str  # "ours", "baseline", "peer", "source"
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        """BGR uint8 at the visible image's size; raises IvfusionError when it has no output for the pair."""
+        ...
+
+
+@dataclass
+class BackendMethod:
+    backend: FusionBackend
+    preference: Preference
+    name: str
+    kind: str = "baseline"
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        visible = cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)
+        return self.backend.fuse(sample.thermal, visible, self.preference)
+
+
+@dataclass
+class FolderMethod:
+    """Precomputed outputs ``<root>/<stem>.<ext>``; gray outputs are replicated to 3 channels."""
+
+    root: Path
+    name: str
+    kind: str = "peer"
+    _index: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.root.is_dir():
+            raise ConfigError(f"method {self.name}: output folder {self.root} does not exist")
+        self._index = {p.stem: p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        path = self._index.get(sample.stem)
+        if path is None:
+            raise IvfusionError(f"method {self.name}: no output for {sample.stem} in {self.root}")
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise IvfusionError(f"method {self.name}: cannot read {path}")
+        h, w = sample.rgb.shape[:2]
+        if img.shape[:2] != (h, w):
+            raise IvfusionError(f"method {self.name}: {path} is {img.shape[1]}x{img.shape[0]}, the pair is {w}x{h}")
+        return img
+
+
+@dataclass
+class SourceMethod:
+    """One input passed through unchanged: ``infrared`` or ``visible``."""
+
+    source: str
+    kind: str = "source"
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}-only"
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        if self.source == "infrared":
+            return cv2.cvtColor(sample.thermal, cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)
+
+
+def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
+    """``classical[:preference]``, ``peer:<Method>``, ``folder:<path>[=<name>]``, ``infrared``, ``visible``."""
+    head, _, rest = spec.partition(":")
+    if head == "classical":
+        from ivfusion.fusion.factory import create_backend
+
+        pref = parse_preference(rest or "balanced")
+        return BackendMethod(create_backend("classical"), pref, f"classical/{pref.text}")
+    if head == "peer":
+        if peers_dir is None:
+            raise ConfigError(f"method {spec}: no peers folder for this dataset")
+        return FolderMethod(peers_dir / rest, rest)
+    if head == "folder":
+        path, _, name = rest.partition("=")
+        return FolderMethod(Path(path), name or Path(path).name, kind="ours")
+    if head in ("infrared", "visible"):
+        return SourceMethod(head)
+    raise ConfigError(f"unknown method {spec!r}; use classical[:pref], peer:NAME, folder:PATH[=NAME], infrared, visible")
+
+
+def available_peers(peers_dir: Path | None) -> list[str]:
+    if peers_dir is None or not peers_dir.is_dir():
+        return []
+    return sorted(p.name for p in peers_dir.iterdir() if p.is_dir())
+
