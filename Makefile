@@ -10,7 +10,7 @@ export YOLO_OFFLINE := 1
 export YOLO_CONFIG_DIR := $(CURDIR)/.yolo
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test results clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests $(ARGS)
+
+# docs/results.md: every shared dataset, baselines + peers, metrics re-checked by the independent implementation.
+results: setup
+	$(VENV)/bin/ivfusion eval --verify --out outputs/eval --results-md docs/results.md $(ARGS)
 
 clean:
 	rm -rf build outputs .pytest_cache
