@@ -1,4 +1,4 @@
-"""``ivfusion``: one command line for the node, the demo, bag tooling and evaluation."""
+"""``ivfusion``: one command line for the node, the demo, bag tooling, evaluation, fusion, training and export."""
 
 from __future__ import annotations
 
@@ -38,7 +38,26 @@ def _eval(argv: list[str]) -> int:
     return eval_main(argv)
 
 
-COMMANDS = {"node": _node, "demo": _demo, "bag": _bag, "eval": _eval}
+def _fuse(argv: list[str]) -> int:
+    from ivfusion.fusion.cli import main as fuse_main
+
+    return fuse_main(argv)
+
+
+def _train(argv: list[str]) -> int:
+    from ivfusion.training.cli import main as train_main
+
+    return train_main(argv)
+
+
+def _export(argv: list[str]) -> int:
+    from ivfusion.export.cli import main as export_main
+
+    return export_main(argv)
+
+
+COMMANDS = {"node": _node, "demo": _demo, "bag": _bag, "eval": _eval, "fuse": _fuse, "train": _train,
+            "export": _export}
 
 
 def main(argv: list[str] | None = None) -> int:
