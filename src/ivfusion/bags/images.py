@@ -46,6 +46,67 @@ def _typestore():
     return get_typestore(Stores.ROS2_JAZZY)
 
 
+STORAGES = ("mcap", "sqlite3")
+
+
+def _storage_plugin(storage: str):
+    from rosbags.rosbag2 import StoragePlugin
+
+    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+    if storage not in plugins:
+        raise IvfusionError(f"bag storage must be one of {list(plugins)}, got {storage!r}")
+    return plugins[storage]
+
+
+class ImageBagWriter:
+    """A rosbag2 folder of ``sensor_msgs/Image`` topics, one message at a time, each with its own header
+    stamp and log (receive) time, so streams may run at different rates or lose frames.
+
+    Use as a context manager; refuses to overwrite an existing bag.
+    """
+
+    def __init__(self, path: str | Path, topics: Iterable[str], *, storage: str = "mcap") -> None:
+        from rosbags.rosbag2 import Writer
+
+        self.path = Path(path)
+        plugin = _storage_plugin(storage)
+        if self.path.exists():
+            raise IvfusionError(f"bag {self.path} already exists; remove it or choose another path")
+        self._store = _typestore()
+        self._types = tuple(self._store.types[n] for n in (IMAGE_TYPE, "std_msgs/msg/Header",
+                                                             "builtin_interfaces/msg/Time"))
+        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self._topics = list(topics)
+        self._conns: dict[str, object] = {}
+        self.counts: dict[str, int] = {t: 0 for t in self._topics}
+
+    def __enter__(self) -> ImageBagWriter:
+        self._writer.open()
+        for topic in self._topics:
+            self._conns[topic] = self._writer.add_connection(topic, IMAGE_TYPE, typestore=self._store)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close()
+
+    def serialize(self, array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> memoryview:
+        """CDR bytes of the ``sensor_msgs/Image`` for ``array`` (what ``rclpy`` would put on the wire)."""
+        Image, Header, Time = self._types
+        data, step = encode_image(array, encoding)
+        header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
+        msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
+                    is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+        return self._store.serialize_cdr(msg, IMAGE_TYPE)
+
+    def write(self, topic: str, array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str,
+              log_time_ns: int | None = None) -> None:
+        if topic not in self._conns:
+            raise IvfusionError(f"bag {self.path}: topic {topic} was not declared (have {self._topics})")
+        raw = self.serialize(array, encoding, stamp_ns, frame_id)
+        self._writer.write(self._conns[topic], stamp_ns if log_time_ns is None else log_time_ns, raw)
+        self.counts[topic] += 1
+
+
 def write_image_bag(
     path: str | Path,
     frames: Iterable[BagWriteFrame],
@@ -57,34 +118,13 @@ def write_image_bag(
     storage: str = "mcap",
 ) -> int:
     """Write a rosbag2 folder; returns the number of pairs written. Refuses to overwrite an existing bag."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    plugins = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-    if storage not in plugins:
-        raise IvfusionError(f"bag storage must be one of {list(plugins)}, got {storage!r}")
-    path = Path(path)
-    if path.exists():
-        raise IvfusionError(f"bag {path} already exists; remove it or choose another path")
-    store = _typestore()
-    Image, Header, Time = (store.types[n] for n in (IMAGE_TYPE, "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
-
-    def message(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> bytes:
-        data, step = encode_image(array, encoding)
-        header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
-        msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
-                    is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
-        return store.serialize_cdr(msg, IMAGE_TYPE)
-
     count = 0
-    with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
-        thermal_conn = writer.add_connection(thermal_topic, IMAGE_TYPE, typestore=store)
-        rgb_conn = writer.add_connection(rgb_topic, IMAGE_TYPE, typestore=store)
+    with ImageBagWriter(path, (thermal_topic, rgb_topic), storage=storage) as writer:
         for f in frames:
             t_log = f.log_time_ns if f.log_time_ns is not None else f.thermal_stamp_ns
             r_log = f.log_time_ns if f.log_time_ns is not None else f.rgb_stamp_ns
-            writer.write(thermal_conn, t_log,
-                         message(f.thermal, f.thermal_encoding, f.thermal_stamp_ns, thermal_frame_id))
-            writer.write(rgb_conn, r_log, message(f.rgb, f.rgb_encoding, f.rgb_stamp_ns, rgb_frame_id))
+            writer.write(thermal_topic, f.thermal, f.thermal_encoding, f.thermal_stamp_ns, thermal_frame_id, t_log)
+            writer.write(rgb_topic, f.rgb, f.rgb_encoding, f.rgb_stamp_ns, rgb_frame_id, r_log)
             count += 1
     return count
 

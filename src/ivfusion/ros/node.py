@@ -246,6 +246,8 @@ class IvfusionNode(Node):
             "frames_in_rgb": sync.received[RGB],
             "pairs": sync.paired,
             "pairing_misses": sync.misses,
+            "pending_thermal": self._pairer.pending(THERMAL),  # waiting for a partner: not yet paired or missed
+            "pending_rgb": self._pairer.pending(RGB),
             "dropped_superseded": work.superseded,
             "dropped_stale": work.stale,
             "processing_failures": work.failed,
@@ -270,6 +272,7 @@ class IvfusionNode(Node):
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ivfusion_node`` executable and of ``ivfusion node``: ROS arguments pass through."""
     import rclpy
+    from rclpy.exceptions import InvalidParameterValueException
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=argv)
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ConfigError, IvfusionError) as exc:
+    except (ConfigError, IvfusionError, InvalidParameterValueException) as exc:
         # A misconfigured node should fail at launch with the parameter named, not limp along.
         print(f"[ivfusion] configuration error: {exc}", flush=True)
         return 2

@@ -82,5 +82,5 @@ class StageTimer:
         for stage, ms in timings_ms.items():
             self.add(stage, ms)
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        return {stage: w.percentiles() for stage, w in list(self._stages.items())}
+    def summary(self, qs: tuple[float, ...] = (50.0, 95.0, 99.0)) -> dict[str, dict[str, float]]:
+        return {stage: w.percentiles(qs) for stage, w in list(self._stages.items())}
