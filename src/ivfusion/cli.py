@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable
 
 
 def _node(argv: list[str]) -> int:
@@ -20,44 +22,25 @@ def _node(argv: list[str]) -> int:
     return node_main(rcl_args + ros_args)
 
 
-def _demo(argv: list[str]) -> int:
-    from ivfusion.ros.demo import main as demo_main
-
-    return demo_main(argv)
-
-
-def _bag(argv: list[str]) -> int:
-    from ivfusion.bags.cli import main as bag_main
-
-    return bag_main(argv)
-
-
-def _eval(argv: list[str]) -> int:
-    from ivfusion.evaluation.cli import main as eval_main
-
-    return eval_main(argv)
+# Sub-command -> module with ``main(argv) -> int``, imported only when used (the node pulls in rclpy, eval torch).
+MODULES = {
+    "demo": "ivfusion.ros.demo",
+    "bag": "ivfusion.bags.cli",
+    "eval": "ivfusion.evaluation.cli",
+    "fuse": "ivfusion.fusion.cli",
+    "train": "ivfusion.training.cli",
+    "export": "ivfusion.export.cli",
+}
 
 
-def _fuse(argv: list[str]) -> int:
-    from ivfusion.fusion.cli import main as fuse_main
+def _module_command(name: str) -> Callable[[list[str]], int]:
+    def run(argv: list[str]) -> int:
+        return importlib.import_module(MODULES[name]).main(argv)
 
-    return fuse_main(argv)
-
-
-def _train(argv: list[str]) -> int:
-    from ivfusion.training.cli import main as train_main
-
-    return train_main(argv)
+    return run
 
 
-def _export(argv: list[str]) -> int:
-    from ivfusion.export.cli import main as export_main
-
-    return export_main(argv)
-
-
-COMMANDS = {"node": _node, "demo": _demo, "bag": _bag, "eval": _eval, "fuse": _fuse, "train": _train,
-            "export": _export}
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"node": _node, **{name: _module_command(name) for name in MODULES}}
 
 
 def main(argv: list[str] | None = None) -> int:

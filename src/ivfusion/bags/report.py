@@ -26,26 +26,16 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ivfusion.metrics.detection import Prediction
 from ivfusion.sync import RGB, THERMAL, ApproximateTimePairer, SyncConfig
 
 STAGE_KEY = re.compile(r"^latency_(?P<stage>.+)_(?P<pct>p\d+)_ms$")
 PCTS = (50, 95, 99)
-
-
-@dataclass(frozen=True)
-class _Box:
-    class_name: str
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -136,12 +126,12 @@ def _nearest(sorted_stamps: np.ndarray, stamp: int) -> int | None:
     return int(min(best, key=lambda s: abs(int(s) - stamp)))
 
 
-def _read_detections(outputs: Path, skip: set[int]) -> dict[int, list[_Box]]:
+def _read_detections(outputs: Path, skip: set[int]) -> dict[int, list[Prediction]]:
     from rosbags.highlevel import AnyReader
 
     from ivfusion.bags.types import typestore
 
-    dets: dict[int, list[_Box]] = {}
+    dets: dict[int, list[Prediction]] = {}
     if not outputs.exists():
         return dets
     with AnyReader([outputs], default_typestore=typestore()) as reader:
@@ -156,7 +146,7 @@ def _read_detections(outputs: Path, skip: set[int]) -> dict[int, list[_Box]]:
                 cx, cy = d.bbox.center.position.x, d.bbox.center.position.y
                 w, h = d.bbox.size_x, d.bbox.size_y
                 hyp = d.results[0].hypothesis if d.results else None
-                boxes.append(_Box(hyp.class_id if hyp else "", cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
+                boxes.append(Prediction(hyp.class_id if hyp else "", cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
                                   float(hyp.score) if hyp else 0.0))
             dets[stamp] = boxes
     return dets
@@ -187,7 +177,7 @@ def _label_source(root: Path):  # noqa: ANN202 - (labels(stem, which) callable, 
     return store.labels, store.class_names
 
 
-def _detection_scores(dets: dict[int, list[_Box]], fused_stamps: list[int], facts: dict[str, Any],
+def _detection_scores(dets: dict[int, list[Prediction]], fused_stamps: list[int], facts: dict[str, Any],
                       labels_root: Path | None) -> dict[str, Any]:
     """mAP of the published detections against the source frames' labels (where the sidecar says which)."""
     from ivfusion.bags.sidecar import read_sidecar
@@ -271,7 +261,7 @@ def _decode(msg: Any) -> tuple[np.ndarray, str]:
 
 
 def _fusion_metrics(out: Path, facts: dict[str, Any], fused_stamps: list[int], thermal_sent: np.ndarray,
-                    dets: dict[int, list[_Box]], every: int, grid_n: int, progress: bool) -> dict[str, Any]:
+                    dets: dict[int, list[Prediction]], every: int, grid_n: int, progress: bool) -> dict[str, Any]:
     """Per-frame fusion metrics by a streaming merge of the input bag and the outputs bag (bounded memory)."""
     try:
         from ivfusion.metrics.fusion import fusion_metrics
