@@ -10,7 +10,9 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive PIP_BREAK_SYSTEM_PACKAGES=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/opt/ivfusion/.yolo
 
 # ROS packages the node uses at run time, from apt (vision_msgs, message_filters, cv_bridge and rosbag2 MCAP
-# for users' own tooling around the node), plus Python's pip.
+# for users' own tooling around the node), plus Python's pip. Versions are not pinned: ROS apt repositories
+# keep only the latest sync, so a pinned version stops resolving within weeks; the base image fixes the distro.
+# hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends \
       ros-jazzy-vision-msgs ros-jazzy-diagnostic-msgs ros-jazzy-diagnostic-updater \
       ros-jazzy-cv-bridge ros-jazzy-message-filters ros-jazzy-rosbag2-storage-mcap \
@@ -26,16 +28,9 @@ RUN grep -v '^ros-jazzy' /opt/ivfusion/requirements.txt > /tmp/req.txt \
 
 COPY . /opt/ivfusion/ros2_ws/src/ivfusion
 RUN rm -rf src/ivfusion/ros2_ws src/ivfusion/.venv \
-    && source /opt/ros/jazzy/setup.bash \
+    && . /opt/ros/jazzy/setup.bash \
     && colcon build --packages-select ivfusion --event-handlers console_direct-
 
-COPY <<'EOS' /opt/ivfusion/entrypoint.sh
-#!/bin/bash
-set -e
-source /opt/ros/jazzy/setup.bash
-source /opt/ivfusion/ros2_ws/install/setup.bash
-exec "$@"
-EOS
-RUN chmod +x /opt/ivfusion/entrypoint.sh
+RUN install -m 0755 src/ivfusion/scripts/docker_entrypoint.sh /opt/ivfusion/entrypoint.sh
 ENTRYPOINT ["/opt/ivfusion/entrypoint.sh"]
 CMD ["ros2", "launch", "ivfusion", "ivfusion.launch.py"]
