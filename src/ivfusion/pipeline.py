@@ -78,6 +78,7 @@ class FusionPipeline:
         detector: Callable[[np.ndarray], list[Detection]] | None = None,
         config: PipelineConfig | None = None,
         preference: str | Preference = "balanced",
+        fallback: FusionBackend | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
         self.registration = registration
@@ -86,6 +87,8 @@ class FusionPipeline:
         self._agc: dict[str, ThermalAGC] = {}
         self._lock = threading.Lock()
         self._backend = backend
+        self._fallback = fallback
+        self.fallback_reason: str | None = None  # set once the primary backend failed and the fallback took over
         self._preference = preference if isinstance(preference, Preference) else parse_preference(preference)
 
     @property
@@ -105,6 +108,7 @@ class FusionPipeline:
     def set_backend(self, backend: FusionBackend) -> None:
         with self._lock:
             self._backend = backend
+            self.fallback_reason = None
 
     def set_agc(self, config: AGCConfig) -> None:
         self.config.agc = config
@@ -137,7 +141,7 @@ class FusionPipeline:
         t3 = time.perf_counter()
         t["register"] = (t3 - t2) * 1e3
 
-        fused = backend.fuse(registered, visible, preference)
+        fused, used = self._fuse(backend, registered, visible, preference)
         t4 = time.perf_counter()
         t["fuse"] = (t4 - t3) * 1e3
 
@@ -148,9 +152,24 @@ class FusionPipeline:
 
         keep = self.config.keep_inputs
         return FrameResult(
-            fused, detections, t, preference, backend.name,
+            fused, detections, t, preference, used,
             thermal=registered if keep else None, visible=visible if keep else None,
         )
+
+    def _fuse(self, backend: FusionBackend, thermal: np.ndarray, visible: np.ndarray,
+              preference: Preference) -> tuple[np.ndarray, str]:
+        """A backend that fails at run time (a GPU lost, a runtime error) hands over to the fallback for good."""
+        try:
+            return backend.fuse(thermal, visible, preference), backend.name
+        except Exception as exc:
+            fallback = self._fallback
+            if fallback is None or fallback is backend:
+                raise
+            with self._lock:
+                if self._backend is backend:
+                    self._backend = fallback
+                    self.fallback_reason = f"{backend.name} failed ({type(exc).__name__}: {exc}); using {fallback.name}"
+            return fallback.fuse(thermal, visible, preference), fallback.name
 
     def _decode(self, raw: RawImage, which: str) -> np.ndarray:
         try:

@@ -56,3 +56,27 @@ def test_agc_state_is_per_encoding() -> None:
     kelvin = (counts.astype(np.float32) / 30.0)
     out = pipe.process(RawImage.from_array(kelvin, "32FC1"), rgb).fused
     assert out[20:44, 20:44].mean() > out[:8, :8].mean() + 20
+
+
+class _Broken:
+    name = "broken"
+
+    def fuse(self, thermal, visible, preference):
+        raise RuntimeError("device lost")
+
+
+def test_failing_backend_falls_back_for_good() -> None:
+    pipe = FusionPipeline(_Broken(), Registration.from_params([]), fallback=create_backend("classical"))
+    args = (RawImage.from_array(np.zeros((16, 16), np.uint8), "mono8"),
+            RawImage.from_array(np.zeros((16, 16, 3), np.uint8), "rgb8"))
+    result = pipe.process(*args)
+    assert result.fused.shape == (16, 16, 3) and result.backend == "classical"
+    assert pipe.backend.name == "classical" and "device lost" in pipe.fallback_reason
+    assert pipe.process(*args).backend == "classical"
+
+
+def test_failing_backend_without_fallback_raises() -> None:
+    pipe = FusionPipeline(_Broken(), Registration.from_params([]))
+    with pytest.raises(RuntimeError, match="device lost"):
+        pipe.process(RawImage.from_array(np.zeros((8, 8), np.uint8), "mono8"),
+                     RawImage.from_array(np.zeros((8, 8, 3), np.uint8), "rgb8"))
