@@ -59,9 +59,12 @@ def fused_array(msg) -> np.ndarray:
     return np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
 
 
-def test_detector_loaded(harness: Harness, node: NodeProcess) -> None:
+def test_detector_loaded_and_student_is_the_default_backend(harness: Harness, node: NodeProcess) -> None:
+    from ivfusion.fusion.student import weights_available
+
     status = harness.wait_status(lambda s, v: "detector" in v, 10, "diagnostics")
     assert values_of(status)["detector"] == "ready", node.log()
+    assert values_of(status)["backend"] == ("student" if weights_available() else "classical")
 
 
 def test_end_to_end_pairs_in_pairs_out(harness: Harness, node: NodeProcess) -> None:

@@ -12,7 +12,8 @@ from ivfusion.evaluation.methods import available_peers, parse_method
 from ivfusion.evaluation.report import markdown, write_report
 from ivfusion.evaluation.runner import evaluate
 
-DEFAULT_METHODS = ("infrared", "visible", "classical:detection", "classical:visual", "classical:balanced")
+DEFAULT_METHODS = ("infrared", "visible", "classical:detection", "classical:visual", "classical:balanced",
+                   "student:detection", "student:visual", "student:balanced")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -86,13 +86,22 @@ class SourceMethod:
 
 
 def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
-    """``classical[:preference]``, ``peer:<Method>``, ``folder:<path>[=<name>]``, ``infrared``, ``visible``."""
+    """``classical[:preference]``, ``student[:preference[@model_dir]]``, ``peer:<Method>``, ``folder:<path>[=<name>]``,
+    ``infrared``, ``visible``."""
     head, _, rest = spec.partition(":")
     if head == "classical":
         from ivfusion.fusion.factory import create_backend
 
         pref = parse_preference(rest or "balanced")
         return BackendMethod(create_backend("classical"), pref, f"classical/{pref.text}")
+    if head == "student":  # student[:preference[@model_dir]]: the learned network (kind "ours")
+        from ivfusion.fusion.student import DEFAULT_MODEL_DIR, StudentFusion
+
+        pref_text, _, model_dir = rest.partition("@")
+        pref = parse_preference(pref_text or "balanced")
+        backend = StudentFusion(model_dir or DEFAULT_MODEL_DIR)
+        suffix = f"@{Path(model_dir).name}" if model_dir else ""
+        return BackendMethod(backend, pref, f"student/{pref.text}{suffix}", kind="ours")
     if head == "peer":
         if peers_dir is None:
             raise ConfigError(f"method {spec}: no peers folder for this dataset")
@@ -102,7 +111,7 @@ def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
         return FolderMethod(Path(path), name or Path(path).name, kind="ours")
     if head in ("infrared", "visible"):
         return SourceMethod(head)
-    raise ConfigError(f"unknown method {spec!r}; use classical[:pref], peer:NAME, folder:PATH[=NAME], infrared, visible")
+    raise ConfigError(f"unknown method {spec!r}; use classical[:pref], student[:pref[@DIR]], peer:NAME, folder:PATH[=NAME], infrared, visible")
 
 
 def available_peers(peers_dir: Path | None) -> list[str]:

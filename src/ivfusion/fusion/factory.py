@@ -1,16 +1,41 @@
-"""Backend names → instances. Explicit, no import-for-side-effect registry."""
+"""Backend names → instances. Explicit, no import-for-side-effect registry.
+
+``student`` is the learned network (ONNX Runtime when ``models/student/student.onnx`` exists, else PyTorch);
+``classical`` is the Laplacian-pyramid baseline that is always available. ``default_backend()`` is ``student``
+when the shipped weights exist, else ``classical``; asking for ``student`` where it cannot load (no weights,
+no runtime) falls back to ``classical`` with a warning unless ``fallback=False``.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from ivfusion.errors import ConfigError
 from ivfusion.fusion.base import FusionBackend
 
-BACKENDS = ("classical",)
+BACKENDS = ("student", "classical")
+_log = logging.getLogger(__name__)
 
 
-def create_backend(name: str) -> FusionBackend:
+def default_backend() -> str:
+    from ivfusion.fusion.student import weights_available
+
+    return "student" if weights_available() else "classical"
+
+
+def create_backend(name: str, *, fallback: bool = True) -> FusionBackend:
     if name == "classical":
         from ivfusion.fusion.classical import LaplacianPyramidFusion
 
         return LaplacianPyramidFusion()
+    if name == "student":
+        from ivfusion.fusion.student import StudentFusion
+
+        try:
+            return StudentFusion()
+        except (ConfigError, ImportError, OSError) as exc:
+            if not fallback:
+                raise
+            _log.warning("fusion backend 'student' unavailable (%s); falling back to 'classical'", exc)
+            return create_backend("classical")
     raise ConfigError(f"unknown fusion backend {name!r}; available: {', '.join(BACKENDS)}")

@@ -68,6 +68,7 @@ class IvfusionNode(Node):
             registration=self._registration(),
             config=PipelineConfig(agc=self._agc_config(), max_pixels=self.p["max_image_pixels"]),
             preference=self.p["preference"],
+            fallback=create_backend("classical"),
         )
         self._pairer: ApproximateTimePairer[_Frame] = ApproximateTimePairer(
             SyncConfig(
@@ -231,6 +232,9 @@ class IvfusionNode(Node):
         if self._last_problem is not None and now - self._last_problem[0] < max(timeout, 2 * self.p["diagnostics_period"]):
             level = DiagnosticStatus.WARN
             problems.append(f"bad input: {self._last_problem[1]}")
+        if self._pipeline.fallback_reason:
+            level = max(level, DiagnosticStatus.WARN)
+            problems.append(self._pipeline.fallback_reason)
         if self._detector_state == "failed":
             level = DiagnosticStatus.ERROR
             problems.append(f"detector failed: {self._detector_error}")

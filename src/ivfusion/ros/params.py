@@ -16,6 +16,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ivfusion.errors import ConfigError
+from ivfusion.fusion.factory import BACKENDS, default_backend
 from ivfusion.fusion.preference import parse_preference
 
 _TYPES = {
@@ -67,8 +68,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("preference", "balanced", str,
               "What the fused image is for: detection, visual, balanced, low_light, fog, or free text",
               dynamic=True, check=_preference),
-    ParamSpec("fusion.backend", "classical", str, "Fusion backend (classical = Laplacian-pyramid baseline)",
-              dynamic=True, check=_one_of("classical")),
+    ParamSpec("fusion.backend", default_backend(), str,
+              "Fusion backend: student = learned network (ONNX Runtime when models/student/student.onnx exists, "
+              "else PyTorch; classical if it cannot load or fails), classical = Laplacian-pyramid baseline",
+              dynamic=True, check=_one_of(*BACKENDS)),
     ParamSpec("qos.reliability", "best_effort", str,
               "Subscription reliability: best_effort (sensor-data QoS) or reliable", check=_one_of("best_effort", "reliable")),
     ParamSpec("qos.depth", 5, int, "Subscription and publisher history depth", range=(1, 100)),

@@ -1,0 +1,1 @@
+"""Converters from trained models to deployment formats (plain functions, one per conversion)."""

@@ -1,0 +1,129 @@
+"""The learned student as a :class:`~ivfusion.fusion.base.FusionBackend`, on PyTorch or ONNX Runtime.
+
+One front door: ``StudentFusion(model_dir, runtime="auto")`` picks ONNX Runtime when ``student.onnx`` lies
+beside the weights (checked against the folder's config on load) and PyTorch otherwise. Both take the same
+inputs: thermal (1,1,H,W) and visible RGB (1,3,H,W) as float32 in [0,1], and the preference's 384-d embedding
+(presets from ``presets.safetensors``; free text through the sentence encoder, loaded on first use).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ivfusion.errors import ConfigError
+from ivfusion.fusion.preference import Preference
+from ivfusion.paths import REPO_ROOT
+
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "student"
+ONNX_NAME = "student.onnx"
+RUNTIMES = ("auto", "torch", "onnxruntime")
+
+
+def weights_available(model_dir: str | Path = DEFAULT_MODEL_DIR) -> bool:
+    d = Path(model_dir)
+    return (d / "config.json").exists() and (d / "model.safetensors").exists()
+
+
+class StudentFusion:
+    """Fuses with the student network; ``runtime``: auto (ONNX Runtime if the .onnx exists), torch, onnxruntime."""
+
+    name = "student"
+
+    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, runtime: str = "auto", threads: int | None = None) -> None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"student runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        self.model_dir = Path(model_dir)
+        if not weights_available(self.model_dir):
+            raise ConfigError(f"student weights not found in {self.model_dir} (config.json + model.safetensors)")
+        onnx_path = self.model_dir / ONNX_NAME
+        if runtime == "auto":
+            runtime = "onnxruntime" if onnx_path.exists() else "torch"
+        self.runtime = runtime
+        self._lock = threading.Lock()
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        if runtime == "onnxruntime":
+            from ivfusion.export.onnx import OnnxStudent
+
+            self._ort = OnnxStudent(onnx_path, threads=threads)
+            self._presets = _load_presets(self.model_dir)
+        else:
+            import torch
+
+            from ivfusion.models.student import StudentFusionNet
+
+            if threads:
+                torch.set_num_threads(threads)
+            self._model = StudentFusionNet.from_pretrained(self.model_dir)
+            self._presets = {k: v.numpy() for k, v in self._model.preset_embeddings.items()}
+
+    # ------------------------------------------------------------------------------------------ embedding
+    def embedding(self, preference: Preference) -> np.ndarray:
+        """(1, 384) float32: the cached preset embedding, or the encoded free text (LRU of 64 texts)."""
+        if preference.preset is not None:
+            if preference.preset not in self._presets:
+                raise ConfigError(f"student: {self.model_dir} has no cached embedding for preset {preference.preset!r}")
+            return self._presets[preference.preset].reshape(1, -1).astype(np.float32)
+        text = preference.text
+        with self._lock:
+            if text in self._text_cache:
+                self._text_cache.move_to_end(text)
+                return self._text_cache[text]
+        from ivfusion.models.text import shared_encoder
+
+        vec = shared_encoder().encode([text]).numpy().astype(np.float32)
+        with self._lock:
+            self._text_cache[text] = vec
+            while len(self._text_cache) > 64:
+                self._text_cache.popitem(last=False)
+        return vec
+
+    # ------------------------------------------------------------------------------------------- fusion
+    def fuse_array(self, thermal: np.ndarray, visible: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+        """Lower level: the embedding given directly (interpolating presets, distillation experiments)."""
+        thermal = _check(thermal, visible)
+        t = (thermal.astype(np.float32) / 255.0)[None, None]
+        rgb = cv2.cvtColor(visible, cv2.COLOR_BGR2RGB).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+        if self.runtime == "onnxruntime":
+            out = self._ort.run(t, rgb, embedding)[0][0]
+        else:
+            import torch
+
+            with torch.inference_mode():
+                out = self._model(torch.from_numpy(t), torch.from_numpy(np.ascontiguousarray(rgb)),
+                                  torch.from_numpy(embedding)).rgb.numpy()[0]
+        out = np.clip(out.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+
+    def fuse(self, thermal: np.ndarray, visible: np.ndarray, preference: Preference) -> np.ndarray:
+        return self.fuse_array(thermal, visible, self.embedding(preference))
+
+
+def _load_presets(model_dir: Path) -> dict[str, np.ndarray]:
+    path = model_dir / "presets.safetensors"
+    if not path.exists():
+        raise ConfigError(f"student: {path} is missing (preset embeddings)")
+    from safetensors.numpy import load_file
+
+    return dict(load_file(str(path)))
+
+
+def _check(thermal: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    if thermal.ndim == 3 and thermal.shape[2] == 1:
+        thermal = thermal[..., 0]
+    if thermal.dtype != np.uint8 or thermal.ndim != 2:
+        raise ValueError(f"thermal must be (H,W) uint8, got {thermal.shape} {thermal.dtype}")
+    if visible.dtype != np.uint8 or visible.ndim != 3 or visible.shape[2] != 3:
+        raise ValueError(f"visible must be (H,W,3) uint8 BGR, got {visible.shape} {visible.dtype}")
+    if thermal.shape != visible.shape[:2]:
+        raise ValueError(f"thermal {thermal.shape} is not registered to visible {visible.shape[:2]}")
+    return thermal
+
+
+def model_summary(model_dir: str | Path = DEFAULT_MODEL_DIR) -> dict:
+    return json.loads((Path(model_dir) / "config.json").read_text())
