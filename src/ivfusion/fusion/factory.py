@@ -32,7 +32,7 @@ def create_backend(name: str, *, fallback: bool = True) -> FusionBackend:
         from ivfusion.fusion.student import StudentFusion
 
         try:
-            return StudentFusion()
+            return StudentFusion(threads=1)
         except (ConfigError, ImportError, OSError) as exc:
             if not fallback:
                 raise
