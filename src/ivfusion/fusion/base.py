@@ -29,3 +29,16 @@ class FusionBackend(Protocol):
         instead of at construction.
         """
         ...
+
+
+def check_fusion_inputs(thermal: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Validate the backend contract once for every backend; returns thermal as (H, W)."""
+    if thermal.ndim == 3 and thermal.shape[2] == 1:
+        thermal = thermal[..., 0]
+    if thermal.dtype != np.uint8 or thermal.ndim != 2:
+        raise ValueError(f"thermal must be (H,W) uint8, got {thermal.shape} {thermal.dtype}")
+    if visible.dtype != np.uint8 or visible.ndim != 3 or visible.shape[2] != 3:
+        raise ValueError(f"visible must be (H,W,3) uint8 BGR, got {visible.shape} {visible.dtype}")
+    if thermal.shape != visible.shape[:2]:
+        raise ValueError(f"thermal {thermal.shape} is not registered to visible {visible.shape[:2]}")
+    return thermal

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ivfusion.errors import ConfigError
+from ivfusion.fusion.base import check_fusion_inputs
 from ivfusion.fusion.preference import Preference
 
 
@@ -60,17 +61,7 @@ class LaplacianPyramidFusion:
         self.saliency_floor = float(saliency_floor)
         self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
-    @staticmethod
-    def _check(thermal: np.ndarray, visible: np.ndarray) -> np.ndarray:
-        if thermal.ndim == 3 and thermal.shape[2] == 1:
-            thermal = thermal[..., 0]
-        if thermal.dtype != np.uint8 or thermal.ndim != 2:
-            raise ValueError(f"thermal must be (H,W) uint8, got {thermal.shape} {thermal.dtype}")
-        if visible.dtype != np.uint8 or visible.ndim != 3 or visible.shape[2] != 3:
-            raise ValueError(f"visible must be (H,W,3) uint8 BGR, got {visible.shape} {visible.dtype}")
-        if thermal.shape != visible.shape[:2]:
-            raise ValueError(f"thermal {thermal.shape} is not registered to visible {visible.shape[:2]}")
-        return thermal
+    _check = staticmethod(check_fusion_inputs)
 
     def _fuse_base(self, base: np.ndarray, p: PresetParams) -> np.ndarray:
         tb, vb = base[..., 0], base[..., 1]

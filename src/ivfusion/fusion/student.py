@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ivfusion.errors import ConfigError
+from ivfusion.fusion.base import check_fusion_inputs
 from ivfusion.fusion.preference import Preference
 from ivfusion.paths import REPO_ROOT
 
@@ -86,7 +87,7 @@ class StudentFusion:
     # ------------------------------------------------------------------------------------------- fusion
     def fuse_array(self, thermal: np.ndarray, visible: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """Lower level: the embedding given directly (interpolating presets, distillation experiments)."""
-        thermal = _check(thermal, visible)
+        thermal = check_fusion_inputs(thermal, visible)
         t = (thermal.astype(np.float32) / 255.0)[None, None]
         rgb = cv2.cvtColor(visible, cv2.COLOR_BGR2RGB).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
         if self.runtime == "onnxruntime":
@@ -111,18 +112,6 @@ def _load_presets(model_dir: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     return dict(load_file(str(path)))
-
-
-def _check(thermal: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    if thermal.ndim == 3 and thermal.shape[2] == 1:
-        thermal = thermal[..., 0]
-    if thermal.dtype != np.uint8 or thermal.ndim != 2:
-        raise ValueError(f"thermal must be (H,W) uint8, got {thermal.shape} {thermal.dtype}")
-    if visible.dtype != np.uint8 or visible.ndim != 3 or visible.shape[2] != 3:
-        raise ValueError(f"visible must be (H,W,3) uint8 BGR, got {visible.shape} {visible.dtype}")
-    if thermal.shape != visible.shape[:2]:
-        raise ValueError(f"thermal {thermal.shape} is not registered to visible {visible.shape[:2]}")
-    return thermal
 
 
 def model_summary(model_dir: str | Path = DEFAULT_MODEL_DIR) -> dict:
