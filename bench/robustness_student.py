@@ -16,7 +16,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from ivfusion.evaluation.datasets import open_dataset
 from ivfusion.fusion.classical import LaplacianPyramidFusion
@@ -39,28 +38,29 @@ def main() -> None:
     pref = parse_preference(args.preference)
     student = StudentFusion(args.model_dir, runtime="torch")
     methods = {"classical": LaplacianPyramidFusion(), "student": student}
-    rows = []
-    for deg in ("clean",) + DEGRADATIONS:
-        sums = {m: np.zeros(len(METRICS)) for m in methods}
-        flagged = 0
-        for stem in ds.stems:
-            s = ds.folder.load(stem)
+    inputs = ("clean",) + DEGRADATIONS
+    sums = {(deg, m): np.zeros(len(METRICS)) for deg in inputs for m in methods}
+    flagged = dict.fromkeys(DEGRADATIONS, 0)
+    embedding = student.embedding(pref)
+    for stem in ds.stems:  # each pair is read and converted once, then degraded every way
+        s = ds.folder.load(stem)
+        clean_bgr = cv2.cvtColor(s.rgb, cv2.COLOR_RGB2BGR)
+        for deg in inputs:
             rng = np.random.default_rng(zlib.crc32(f"{deg}/{stem}".encode()))
             t, rgb = (s.thermal, s.rgb) if deg == "clean" else apply(deg, s.thermal, s.rgb, rng)
-            vis_bgr, clean_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), cv2.cvtColor(s.rgb, cv2.COLOR_RGB2BGR)
+            vis_bgr = clean_bgr if deg == "clean" else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
             for name, backend in methods.items():
-                fused = backend.fuse(t, vis_bgr, pref)
+                if backend is student:  # one network pass gives the fused frame and the auto head's estimate
+                    fused, probs = student.fuse_and_estimate(t, vis_bgr, embedding)
+                    if deg != "clean":
+                        flagged[deg] += int(probs[DEGRADATIONS.index(deg)] > 0.5)
+                else:
+                    fused = backend.fuse(t, vis_bgr, pref)
                 vals = fusion_metrics(s.thermal, clean_bgr, fused)
-                sums[name] += [vals[k] for k in METRICS]
-            if deg != "clean":
-                with torch.inference_mode():
-                    o = student._model(torch.from_numpy(t).float()[None, None] / 255,
-                                       torch.from_numpy(rgb).float().permute(2, 0, 1)[None] / 255,
-                                       torch.from_numpy(student.embedding(pref)))
-                flagged += int(torch.sigmoid(o.degradation_logits)[0, DEGRADATIONS.index(deg)] > 0.5)
-        n = len(ds.stems)
-        for name in methods:
-            rows.append((deg, name, sums[name] / n, f"{flagged}/{n}" if name == "student" and deg != "clean" else ""))
+                sums[deg, name] += [vals[k] for k in METRICS]
+    n = len(ds.stems)
+    rows = [(deg, name, sums[deg, name] / n, f"{flagged[deg]}/{n}" if name == "student" and deg != "clean" else "")
+            for deg in inputs for name in methods]
     print(f"\n{args.dataset} ({len(ds.stems)} pairs), preference {pref.text}; metrics vs the clean sources\n")
     print("| input | method | " + " | ".join(METRICS) + " | auto head flags it |")
     print("|---|---|" + "---|" * len(METRICS) + "---|")

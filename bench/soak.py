@@ -96,17 +96,16 @@ def main() -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    d = facts.get("final_diagnostics", {})
     acc = report["accounting"]
     inputs = args.frames
     processed = acc["published"]
     dropped = acc["dropped"]
     misses = acc["pairing_misses"]
-    crashed = not facts.get("node_alive_at_end", False) or facts.get("node_exit_code") not in (0,)
+    crashed = not facts.get("node_alive_at_end", False) or facts.get("node_exit_code") != 0
     result = {
         "date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "command": " ".join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]),
-        "frames": inputs, "rate_hz": args.rate, "speed": args.speed, "detector": d.get("detector"),
+        "frames": inputs, "rate_hz": args.rate, "speed": args.speed, "detector": report["node"]["detector"],
         "crashed": crashed, "node_exit_code": facts.get("node_exit_code"), "errors": facts.get("errors", []),
         "accounted": processed + dropped + misses == inputs and acc["ok"],
         "inputs": inputs, "processed": processed, "dropped": dropped, "dropped_superseded": acc["dropped_superseded"],

@@ -12,19 +12,16 @@ from __future__ import annotations
 import csv
 import sys
 
+import numpy as np
+from scipy.stats import rankdata
+
 from ivfusion.metrics.fusion import METRICS
 
 
 def ranks(rows: list[dict]) -> dict[str, float]:
-    out = {r["method"]: 0.0 for r in rows}
-    for m in METRICS:
-        vals = sorted((float(r[m]) for r in rows), reverse=True)
-        for r in rows:
-            v = float(r[m])
-            first = vals.index(v) + 1
-            last = len(vals) - vals[::-1].index(v)
-            out[r["method"]] += (first + last) / 2 / len(METRICS)
-    return out
+    values = np.array([[float(r[m]) for m in METRICS] for r in rows])
+    per_metric = rankdata(-values, method="average", axis=0)  # 1 = best, ties share the average rank
+    return {r["method"]: float(mean) for r, mean in zip(rows, per_metric.mean(axis=1))}
 
 
 def main(paths: list[str]) -> None:

@@ -110,10 +110,6 @@ class FusionPipeline:
             self._backend = backend
             self.fallback_reason = None
 
-    def set_agc(self, config: AGCConfig) -> None:
-        self.config.agc = config
-        self._agc = {}
-
     def process(self, thermal: RawImage, rgb: RawImage) -> FrameResult:
         """Raises ImageDecodeError for input that cannot be used; the caller skips the frame."""
         with self._lock:

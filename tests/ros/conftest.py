@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +24,10 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
+from ivfusion.bags.node_process import NodeProcess as PackageNodeProcess  # noqa: E402
 from ivfusion.imaging.encodings import encode_image  # noqa: E402
 from ivfusion.ros.messages import ns_to_stamp, stamp_to_ns  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 RGB_FRAME = "rgb_optical_frame"
 
 
@@ -145,36 +142,15 @@ def write_params(path: Path, params: dict[str, Any]) -> Path:
     return path
 
 
-class NodeProcess:
-    """``python -m ivfusion.cli node`` in its own process, its output kept in a log file for failures."""
+class NodeProcess(PackageNodeProcess):
+    """The package's ``ivfusion node`` process (``ivfusion.bags.node_process``) on the test run's domain."""
 
     def __init__(self, params_file: Path, log: Path, ros_args: list[str] = ()) -> None:
-        self.log_path = log
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-        env["PYTHONUNBUFFERED"] = "1"
-        cmd = [sys.executable, "-m", "ivfusion.cli", "node", "--params-file", str(params_file)]
-        if ros_args:
-            cmd += ["--ros-args", *ros_args]
-        self._log = open(log, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        # tests/conftest.py sets ROS_DOMAIN_ID for the run; the harness's rclpy context uses the same one.
+        super().__init__(log, [params_file], int(os.environ.get("ROS_DOMAIN_ID", "0")), list(ros_args))
 
     def log(self) -> str:
         return self.log_path.read_text()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int | None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")

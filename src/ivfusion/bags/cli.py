@@ -80,6 +80,7 @@ def _run_from_pairs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ivfusion.bags.frompairs import FromPairsOptions, from_pairs, parse_size
+    from ivfusion.bags.sidecar import sidecar_path
 
     opts = FromPairsOptions(
         frames=args.frames, rate=args.rate, thermal_rate=args.thermal_rate, clock_offset_ms=args.clock_offset_ms,
@@ -93,7 +94,7 @@ def _run_from_pairs(args: argparse.Namespace) -> int:
 
     sidecar = from_pairs(args.pairs_dir, args.out_bag, opts, progress=progress)
     print(f"wrote {args.out_bag}: {len(sidecar.thermal_frames)} thermal + {len(sidecar.frames)} RGB messages "
-          f"({args.storage}), sidecar {args.out_bag / 'ivfusion_frames.json'}")
+          f"({args.storage}), sidecar {sidecar_path(args.out_bag)}")
     return 0
 
 

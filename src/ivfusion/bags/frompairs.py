@@ -118,9 +118,14 @@ def schedule(opts: FromPairsOptions, frames: int) -> list[Scheduled]:
     return out
 
 
-def _thermal_image(ir: np.ndarray, opts: FromPairsOptions, noise_rng: np.random.Generator) -> tuple[np.ndarray, str]:
+def _resized_thermal(ir: np.ndarray, opts: FromPairsOptions) -> np.ndarray:
     if opts.thermal_size is not None and (ir.shape[1], ir.shape[0]) != opts.thermal_size:
-        ir = cv2.resize(ir, opts.thermal_size, interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(ir, opts.thermal_size, interpolation=cv2.INTER_LINEAR)
+    return ir
+
+
+def _thermal_image(ir: np.ndarray, opts: FromPairsOptions, noise_rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """``ir`` already at the output size (``_resized_thermal``); mono8 as is, or 16-bit counts with fresh noise."""
     if not opts.mono16:
         return ir, "mono8"
     counts = ir.astype(np.uint16) * MONO16_GAIN + (MONO16_BASE - MONO16_NOISE)
@@ -139,8 +144,9 @@ def from_pairs(pairs_dir: str | Path, out_bag: str | Path, opts: FromPairsOption
     messages = schedule(opts, n_frames)
 
     @lru_cache(maxsize=64)
-    def load(source: int):  # noqa: ANN202 - a PairSample
-        return folder.load(source % len(folder))
+    def load(index: int):  # noqa: ANN202 - (PairSample, its thermal at the output size), once per folder pair
+        sample = folder.load(index)
+        return sample, _resized_thermal(sample.thermal, opts)
 
     noise_rng = np.random.default_rng([opts.seed, THERMAL, 4])
     sidecar = FramesSidecar(dataset_root=root, thermal_topic=opts.thermal_topic, rgb_topic=opts.rgb_topic,
@@ -153,10 +159,10 @@ def from_pairs(pairs_dir: str | Path, out_bag: str | Path, opts: FromPairsOption
         stream_iter = progress(stream_iter, len(messages))
     with ImageBagWriter(out_bag, topics, storage=opts.storage) as writer:
         for m in stream_iter:
-            sample = load(m.source)
+            sample, thermal = load(m.source % len(folder))  # keyed by folder pair: a looped folder is read once
             source = FrameSource(sample.stem, root)
             if m.stream == THERMAL:
-                array, encoding = _thermal_image(sample.thermal, opts, noise_rng)
+                array, encoding = _thermal_image(thermal, opts, noise_rng)
                 sidecar.thermal_frames[m.stamp_ns] = source
             else:
                 array, encoding = sample.rgb, "rgb8"

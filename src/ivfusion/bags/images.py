@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ivfusion.bags.types import IMAGE, header_stamp_ns, jazzy_typestore
 from ivfusion.errors import IvfusionError
 from ivfusion.imaging.encodings import decode_image, encode_image
 from ivfusion.sync import RGB, THERMAL, ApproximateTimePairer, SyncConfig
-
-IMAGE_TYPE = "sensor_msgs/msg/Image"
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,9 @@ class BagPair:
 BagWriteFrame = BagPair  # what write_image_bag takes; the same record read_image_pairs yields
 
 
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_JAZZY)
+def decode_image_msg(msg) -> np.ndarray:  # noqa: ANN001 - a sensor_msgs/Image deserialised by rosbags
+    """The pixels of a deserialised ``sensor_msgs/Image`` (may be a view of ``msg.data``)."""
+    return decode_image(msg.data, msg.width, msg.height, msg.step, msg.encoding, bool(msg.is_bigendian))
 
 
 STORAGES = ("mcap", "sqlite3")
@@ -72,9 +70,8 @@ class ImageBagWriter:
         plugin = _storage_plugin(storage)
         if self.path.exists():
             raise IvfusionError(f"bag {self.path} already exists; remove it or choose another path")
-        self._store = _typestore()
-        self._types = tuple(self._store.types[n] for n in (IMAGE_TYPE, "std_msgs/msg/Header",
-                                                             "builtin_interfaces/msg/Time"))
+        self._store = jazzy_typestore()
+        self._types = tuple(self._store.types[n] for n in (IMAGE, "std_msgs/msg/Header", "builtin_interfaces/msg/Time"))
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
         self._topics = list(topics)
         self._conns: dict[str, object] = {}
@@ -83,7 +80,7 @@ class ImageBagWriter:
     def __enter__(self) -> ImageBagWriter:
         self._writer.open()
         for topic in self._topics:
-            self._conns[topic] = self._writer.add_connection(topic, IMAGE_TYPE, typestore=self._store)
+            self._conns[topic] = self._writer.add_connection(topic, IMAGE, typestore=self._store)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,7 +93,7 @@ class ImageBagWriter:
         header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
         msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
                     is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
-        return self._store.serialize_cdr(msg, IMAGE_TYPE)
+        return self._store.serialize_cdr(msg, IMAGE)
 
     def write(self, topic: str, array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str,
               log_time_ns: int | None = None) -> None:
@@ -140,17 +137,15 @@ def read_image_pairs(
     from rosbags.highlevel import AnyReader
 
     pairer: ApproximateTimePairer = ApproximateTimePairer(SyncConfig(queue_size=30, slop_ns=slop_ns))
-    with AnyReader([Path(path)], default_typestore=_typestore()) as reader:
+    with AnyReader([Path(path)], default_typestore=jazzy_typestore()) as reader:
         conns = [c for c in reader.connections if c.topic in (thermal_topic, rgb_topic)]
         if {c.topic for c in conns} != {thermal_topic, rgb_topic}:
             raise IvfusionError(f"bag {path} needs topics {thermal_topic} and {rgb_topic}; it has "
                                 f"{sorted({c.topic for c in reader.connections})}")
         for conn, _, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
-            img = decode_image(msg.data, msg.width, msg.height, msg.step, msg.encoding, bool(msg.is_bigendian))
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             stream = THERMAL if conn.topic == thermal_topic else RGB
-            pair = pairer.add(stream, stamp, (img, msg.encoding, msg.header.frame_id))
+            pair = pairer.add(stream, header_stamp_ns(msg), (decode_image_msg(msg), msg.encoding, msg.header.frame_id))
             if pair is not None:
                 (t_img, t_enc, _), (r_img, r_enc, r_frame) = pair.thermal, pair.rgb
                 yield BagPair(t_img, t_enc, r_img, r_enc, pair.thermal_stamp_ns, pair.rgb_stamp_ns, rgb_frame_id=r_frame)

@@ -42,6 +42,8 @@ from ivfusion.errors import IvfusionError
 from ivfusion.sync import RGB, THERMAL, ApproximateTimePairer, SyncConfig
 
 STREAMS = ("thermal", "rgb")
+OUT_TOPICS = {"fused": "/fused/image", "detections": "/detections", "diagnostics": "/diagnostics"}
+STATUS_MARK = "fusion pipeline"  # the node's DiagnosticStatus name ends with it
 # Fast DDS's default shared-memory segment (512 KB) cannot hold a 640x480 rgb8 image (921,600 bytes): a
 # best-effort image that size from another process falls back to fragmented UDP and is mostly lost (measured
 # here: 0-16 of 40 delivered at 10 Hz). The segment belongs to the *writer*, so the replay's participant (the
@@ -80,8 +82,6 @@ def _configure_dds(out: Path, stock: bool) -> tuple[str, dict[str, str | None]]:
     os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(path)
     return (f"{rmw}; replay publisher: 32 MB shared-memory segment ({path.name}); node: stock settings",
             {"FASTRTPS_DEFAULT_PROFILES_FILE": None})
-OUT_TOPICS = {"fused": "/fused/image", "detections": "/detections", "diagnostics": "/diagnostics"}
-STATUS_MARK = "fusion pipeline"  # the node's DiagnosticStatus name ends with it
 
 
 @dataclass
@@ -297,35 +297,37 @@ def _bag_messages(bag: Path, topics: tuple[str, str]) -> tuple[Any, list[Any], d
 
     reader = AnyReader([bag], default_typestore=typestore())
     reader.open()
-    if not reader.is2:
+    try:
+        if not reader.is2:
+            raise IvfusionError(f"bag {bag}: replay needs a rosbag2 bag (CDR messages); this is a ROS 1 bag")
+        conns = [c for c in reader.connections if c.topic in topics]
+        missing = set(topics) - {c.topic for c in conns}
+        if missing:
+            raise IvfusionError(f"bag {bag} has no topic {sorted(missing)}; it has "
+                                f"{sorted({c.topic for c in reader.connections})} (use --thermal-topic/--rgb-topic)")
+        bad = [c for c in conns if c.msgtype != IMAGE]
+        if bad:
+            raise IvfusionError(f"bag {bag}: {bad[0].topic} is {bad[0].msgtype}, not {IMAGE}")
+    except IvfusionError:
         reader.close()
-        raise IvfusionError(f"bag {bag}: replay needs a rosbag2 bag (CDR messages); this is a ROS 1 bag")
-    conns = [c for c in reader.connections if c.topic in topics]
-    missing = set(topics) - {c.topic for c in conns}
-    if missing:
-        reader.close()
-        raise IvfusionError(f"bag {bag} has no topic {sorted(missing)}; it has "
-                            f"{sorted({c.topic for c in reader.connections})} (use --thermal-topic/--rgb-topic)")
-    bad = [c for c in conns if c.msgtype != IMAGE]
-    if bad:
-        reader.close()
-        raise IvfusionError(f"bag {bag}: {bad[0].topic} is {bad[0].msgtype}, not {IMAGE}")
+        raise
     counts = {t: sum(c.msgcount for c in conns if c.topic == t) for t in topics}
     return reader, conns, counts
 
 
-def _limit(messages: Iterator[tuple[int, int, bytes]], max_rgb: int | None,
-           slop_ns: int) -> Iterator[tuple[int, int, bytes]]:
-    """(stream, log ns, raw) up to the ``max_rgb``-th RGB message, plus thermal frames that may still pair with it."""
+def _limit(messages: Iterator[tuple[int, int, int, bytes]], max_rgb: int | None,
+           slop_ns: int) -> Iterator[tuple[int, int, int, bytes]]:
+    """(stream, log ns, stamp ns, raw) up to the ``max_rgb``-th RGB message, plus thermal frames that may still
+    pair with it."""
     rgb_seen, last_rgb_stamp = 0, None
-    for stream, log_ns, raw in messages:
+    for stream, log_ns, stamp, raw in messages:
         if max_rgb is not None and rgb_seen >= max_rgb:
-            if stream == RGB or last_rgb_stamp is None or cdr_stamp_ns(raw) > last_rgb_stamp + slop_ns:
+            if stream == RGB or last_rgb_stamp is None or stamp > last_rgb_stamp + slop_ns:
                 return
         elif stream == RGB:
             rgb_seen += 1
-            last_rgb_stamp = cdr_stamp_ns(raw)
-        yield stream, log_ns, raw
+            last_rgb_stamp = stamp
+        yield stream, log_ns, stamp, raw
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
@@ -438,7 +440,8 @@ def _play(opts: ReplayOptions, reader: Any, conns: list[Any], topics: tuple[str,
           tqdm: Any) -> dict[int, bytes]:
     """Publish the bag's messages; returns the last raw message of each stream (for the flush pair)."""
     stream_of = {c.id: (THERMAL if c.topic == topics[THERMAL] else RGB) for c in conns}
-    messages = ((stream_of[c.id], log_ns, raw) for c, log_ns, raw in reader.messages(connections=conns))
+    messages = ((stream_of[c.id], log_ns, cdr_stamp_ns(raw), raw)
+                for c, log_ns, raw in reader.messages(connections=conns))
     limited = _limit(messages, opts.max_frames, sync_config.slop_ns)
     total = sum(facts["bag_messages"].values())
     if opts.max_frames is not None:
@@ -452,14 +455,13 @@ def _play(opts: ReplayOptions, reader: Any, conns: list[Any], topics: tuple[str,
     t0 = time.monotonic_ns()
     bar = tqdm(total=total, desc=f"replay x{opts.speed:g}", unit="msg", disable=not opts.progress)
     try:
-        for i, (stream, log_ns, raw) in enumerate(limited):
+        for i, (stream, log_ns, stamp, raw) in enumerate(limited):
             if first_log is None:
                 first_log = log_ns
             if opts.speed > 0:
                 target = t0 + (log_ns - first_log) / opts.speed
                 while (delay := target - time.monotonic_ns()) > 0:
                     time.sleep(min(delay / 1e9, 0.05))
-            stamp = cdr_stamp_ns(raw)
             data = raw if isinstance(raw, bytes) else bytes(raw)
             sent.append(_Sent(stream, stamp, log_ns, time.monotonic_ns(), time.time_ns()))
             ros.pubs[stream].publish(data)

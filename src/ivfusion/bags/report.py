@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ivfusion.metrics.detection import Prediction
+from ivfusion.detection.from_msg import detections_from_msg
+from ivfusion.metrics.detection import DATASET_TO_COCO, Prediction, evaluate_detections, map_predictions
 from ivfusion.sync import RGB, THERMAL, ApproximateTimePairer, SyncConfig
 
 STAGE_KEY = re.compile(r"^latency_(?P<stage>.+)_(?P<pct>p\d+)_ms$")
@@ -118,63 +119,35 @@ def _accounting(facts: dict[str, Any], sent: dict[int, list[int]], fused_receive
     }
 
 
-def _nearest(sorted_stamps: np.ndarray, stamp: int) -> int | None:
-    if not len(sorted_stamps):
+def _paired_thermal(thermal_sorted: np.ndarray, stamp: int, slop_ns: int) -> int | None:
+    """The thermal stamp nearest ``stamp`` if it is within ``slop_ns`` (the thermal frame that fused with it)."""
+    if not len(thermal_sorted):
         return None
-    i = int(np.searchsorted(sorted_stamps, stamp))
-    best = [sorted_stamps[j] for j in (i - 1, i) if 0 <= j < len(sorted_stamps)]
-    return int(min(best, key=lambda s: abs(int(s) - stamp)))
+    i = int(np.searchsorted(thermal_sorted, stamp))
+    best = [thermal_sorted[j] for j in (i - 1, i) if 0 <= j < len(thermal_sorted)]
+    t = int(min(best, key=lambda s: abs(int(s) - stamp)))
+    return t if abs(t - stamp) <= slop_ns else None
 
 
 def _read_detections(outputs: Path, skip: set[int]) -> dict[int, list[Prediction]]:
-    from rosbags.highlevel import AnyReader
-
-    from ivfusion.bags.types import typestore
-
     dets: dict[int, list[Prediction]] = {}
     if not outputs.exists():
         return dets
-    with AnyReader([outputs], default_typestore=typestore()) as reader:
-        conns = [c for c in reader.connections if c.topic == "/detections"]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            if stamp in skip:
-                continue
-            boxes = []
-            for d in msg.detections:
-                cx, cy = d.bbox.center.position.x, d.bbox.center.position.y
-                w, h = d.bbox.size_x, d.bbox.size_y
-                hyp = d.results[0].hypothesis if d.results else None
-                boxes.append(Prediction(hyp.class_id if hyp else "", cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
-                                  float(hyp.score) if hyp else 0.0))
-            dets[stamp] = boxes
+    for _, stamp, msg in _messages(outputs, {"detections": "/detections"}):
+        if stamp in skip:
+            continue
+        dets[stamp] = [Prediction(d.class_name, d.x1, d.y1, d.x2, d.y2, d.score) for d in detections_from_msg(msg)]
     return dets
 
 
-def _label_source(root: Path):  # noqa: ANN202 - (labels(stem, which) callable, class names) or None
-    """``PairsFolder.labels`` when it exists, else the label store of ivfusion.data.labels; None if neither."""
-    try:
-        from ivfusion.data import PairsFolder
+def _label_source(root: Path):  # noqa: ANN202 - PairsFolder.labels, or None
+    """``PairsFolder(root).labels``; None when there is no pairs folder at ``root``."""
+    from ivfusion.data import PairsFolder
 
-        folder = PairsFolder(root)
+    try:
+        return PairsFolder(root).labels
     except Exception:  # noqa: BLE001 - no pairs folder there: no labels
         return None
-    if hasattr(folder, "labels"):
-        names = getattr(folder, "class_names", None)
-        return folder.labels, (list(names) if names else None)
-    try:
-        from ivfusion.data.labels import LabelStore
-    except ImportError:
-        return None
-    import cv2
-
-    def size_of(stem: str) -> tuple[int, int]:
-        img = cv2.imread(str(folder.paths(stem)[1]), cv2.IMREAD_UNCHANGED)
-        return int(img.shape[1]), int(img.shape[0])
-
-    store = LabelStore(root, size_of)
-    return store.labels, store.class_names
 
 
 def _detection_scores(dets: dict[int, list[Prediction]], fused_stamps: list[int], facts: dict[str, Any],
@@ -182,39 +155,36 @@ def _detection_scores(dets: dict[int, list[Prediction]], fused_stamps: list[int]
     """mAP of the published detections against the source frames' labels (where the sidecar says which)."""
     from ivfusion.bags.sidecar import read_sidecar
 
-    try:
-        from ivfusion.metrics.detection import DATASET_TO_COCO, evaluate_detections, map_predictions
-    except ImportError as exc:
-        return {"available": False, "reason": f"ivfusion.metrics.detection not available ({exc})"}
     sidecar = read_sidecar(facts["bag"]) if Path(facts["bag"]).exists() else None
     if sidecar is None:
         return {"available": False, "reason": "the bag has no ivfusion_frames.json sidecar (no source frames)"}
     stems = {s: sidecar.frames[s] for s in fused_stamps if s in sidecar.frames}
     if not stems:
         return {"available": False, "reason": "no published frame is in the sidecar"}
-    roots = {Path(labels_root) if labels_root else Path(src.root) for src in stems.values()}
+    root_of = {stamp: Path(labels_root or src.root) for stamp, src in stems.items()}
+    roots = set(root_of.values())
     sources = {root: _label_source(root) for root in roots}
     if not any(sources.values()):
         return {"available": False, "reason": f"no pairs folder with labels at {sorted(map(str, roots))}"}
+    preds = {str(stamp): map_predictions(dets.get(stamp, []), DATASET_TO_COCO) for stamp in stems}
+    classes = sorted(set(DATASET_TO_COCO.values()))
     out: dict[str, Any] = {"available": True, "frames": len(stems), "label_sets": {}}
     for which in ("fused", "union"):
-        gt, preds, classes = {}, {}, None
+        gt = {}
+        boxes_of: dict[tuple[Path, str], Any] = {}  # a looped bag shows each source frame many times: read once
         for stamp, src in stems.items():
-            source = sources[Path(labels_root) if labels_root else Path(src.root)]
-            if source is None:
+            labels_of = sources[root_of[stamp]]
+            if labels_of is None:
                 continue
-            labels_of, names = source
-            boxes = labels_of(src.stem, which)
-            if boxes is None:
-                continue
-            classes = classes or names
-            gt[str(stamp)] = boxes
-            preds[str(stamp)] = map_predictions(dets.get(stamp, []), DATASET_TO_COCO)
+            key = (root_of[stamp], src.stem)
+            if key not in boxes_of:
+                boxes_of[key] = labels_of(src.stem, which)
+            if boxes_of[key] is not None:
+                gt[str(stamp)] = boxes_of[key]
         if not gt:
             out["label_sets"][which] = {"available": False, "reason": f"no '{which}' labels"}
             continue
-        classes = classes or sorted(set(DATASET_TO_COCO.values()))
-        scores = evaluate_detections(preds, gt, classes)
+        scores = evaluate_detections({k: preds[k] for k in gt}, gt, classes)
         out["label_sets"][which] = {
             "available": True, "map50": scores.map50, "map50_95": scores.map50_95, "n_images": scores.n_images,
             "per_class": {k: {"ap50": v.ap50, "ap50_95": v.ap50_95, "n_gt": v.n_gt, "n_pred": v.n_pred}
@@ -240,38 +210,30 @@ def _node_views(facts: dict[str, Any]):  # noqa: ANN202 - (AGC, Registration)
     return agc, reg
 
 
-def _image_messages(bag: Path, topics: dict[str, str]) -> Iterator[tuple[str, int, Any]]:
-    """(kind, stamp, deserialised Image) in log order, for the topics ``{kind: topic}``."""
+def _messages(bag: Path, topics: dict[str, str]) -> Iterator[tuple[str, int, Any]]:
+    """(kind, header stamp, deserialised message) in log order, for the topics ``{kind: topic}``."""
     from rosbags.highlevel import AnyReader
 
-    from ivfusion.bags.types import typestore
+    from ivfusion.bags.types import header_stamp_ns, typestore
 
     kinds = {v: k for k, v in topics.items()}
     with AnyReader([bag], default_typestore=typestore()) as reader:
         conns = [c for c in reader.connections if c.topic in kinds]
         for conn, _, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
-            yield kinds[conn.topic], msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg
-
-
-def _decode(msg: Any) -> tuple[np.ndarray, str]:
-    from ivfusion.imaging.encodings import decode_image
-
-    return decode_image(msg.data, msg.width, msg.height, msg.step, msg.encoding, bool(msg.is_bigendian)), msg.encoding
+            yield kinds[conn.topic], header_stamp_ns(msg), msg
 
 
 def _fusion_metrics(out: Path, facts: dict[str, Any], fused_stamps: list[int], thermal_sent: np.ndarray,
                     dets: dict[int, list[Prediction]], every: int, grid_n: int, progress: bool) -> dict[str, Any]:
     """Per-frame fusion metrics by a streaming merge of the input bag and the outputs bag (bounded memory)."""
-    try:
-        from ivfusion.metrics.fusion import fusion_metrics
-    except ImportError as exc:
-        return {"available": False, "reason": f"ivfusion.metrics.fusion not available ({exc})"}
     import cv2
     from tqdm import tqdm
 
+    from ivfusion.bags.images import decode_image_msg
     from ivfusion.detection.draw import draw_detections
     from ivfusion.imaging.encodings import to_bgr8, to_mono8
+    from ivfusion.metrics.fusion import fusion_metrics
 
     if not facts.get("options", {}).get("record_images", True):
         return {"available": False, "reason": "fused images were not recorded (--no-record-images)"}
@@ -280,8 +242,8 @@ def _fusion_metrics(out: Path, facts: dict[str, Any], fused_stamps: list[int], t
     slop = int(facts["sync"]["slop_ns"])
     thermal_for: dict[int, list[int]] = {}  # thermal stamp -> fused (rgb) stamps that paired with it
     for s in sorted(fused_stamps):
-        t = _nearest(thermal_sent, s)
-        if t is not None and abs(t - s) <= slop:
+        t = _paired_thermal(thermal_sent, s, slop)
+        if t is not None:
             thermal_for.setdefault(t, []).append(s)
     paired = sorted(s for stamps in thermal_for.values() for s in stamps)
     evaluated = set(paired[::max(1, every)])
@@ -292,19 +254,18 @@ def _fusion_metrics(out: Path, facts: dict[str, Any], fused_stamps: list[int], t
     fused_imgs: dict[int, np.ndarray] = {}
     rows: list[dict[str, Any]] = []
     grid: dict[int, np.ndarray] = {}
-    fused_iter = (m for kind, stamp, m in _image_messages(out / "outputs", {"fused": "/fused/image"})
+    fused_iter = ((stamp, m) for _, stamp, m in _messages(out / "outputs", {"fused": "/fused/image"})
                   if stamp in evaluated)
     fused_done = False
 
     def pull_fused_until(stamp: int) -> None:
         nonlocal fused_done
         while not fused_done and stamp not in fused_imgs:
-            msg = next(fused_iter, None)
-            if msg is None:
+            item = next(fused_iter, None)
+            if item is None:
                 fused_done = True
                 return
-            img, _ = _decode(msg)
-            fused_imgs[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = img.copy()
+            fused_imgs[item[0]] = decode_image_msg(item[1]).copy()
 
     def evaluate(stamp: int) -> None:
         pull_fused_until(stamp)
@@ -316,11 +277,8 @@ def _fusion_metrics(out: Path, facts: dict[str, Any], fused_stamps: list[int], t
             ir = reg.warp(ir, vi.shape)
         values = fusion_metrics(ir, vi, f)
         rows.append({"stamp_ns": stamp, **values})
-        if stamp in grid_set:
-            boxes = dets.get(stamp, [])
-            from ivfusion.detection import Detection
-
-            drawn = draw_detections(f, [Detection(b.x1, b.y1, b.x2, b.y2, b.score, 0, b.class_name) for b in boxes])
+        if stamp in grid_set:  # draw_detections reads only the box, class_name and score a Prediction has
+            drawn = draw_detections(f, dets.get(stamp, []))
             row = np.concatenate([cv2.cvtColor(ir, cv2.COLOR_GRAY2BGR), vi, drawn], axis=1)
             scale = 960 / row.shape[1]
             grid[stamp] = cv2.resize(row, (960, int(row.shape[0] * scale)), interpolation=cv2.INTER_AREA)
@@ -328,16 +286,16 @@ def _fusion_metrics(out: Path, facts: dict[str, Any], fused_stamps: list[int], t
     topics = {"thermal": facts["thermal_topic"], "rgb": facts["rgb_topic"]}
     bar = tqdm(total=len(evaluated), desc="fusion metrics", unit="frame", disable=not progress)
     try:
-        for kind, stamp, msg in _image_messages(Path(facts["bag"]), topics):
+        for kind, stamp, msg in _messages(Path(facts["bag"]), topics):
             if kind == "thermal" and stamp in thermal_for:
-                img, enc = _decode(msg)
+                img, enc = decode_image_msg(msg), msg.encoding
                 img8 = agc(img) if img.dtype != np.uint8 else (to_mono8(img, enc) if img.ndim == 3 else img)
+                img8 = img8.copy()  # once: the fused frames it paired with only read it
                 for s in thermal_for[stamp]:
                     if s in evaluated:
-                        ir8[s] = img8.copy()
+                        ir8[s] = img8
             elif kind == "rgb" and stamp in evaluated:
-                img, enc = _decode(msg)
-                vis[stamp] = to_bgr8(img, enc).copy()
+                vis[stamp] = to_bgr8(decode_image_msg(msg), msg.encoding).copy()
             for s in [s for s in list(vis) if s in ir8]:
                 evaluate(s)
                 bar.update(1)
@@ -452,8 +410,8 @@ def build_report(out: str | Path, *, labels_root: str | Path | None = None, metr
         if stamp not in send_of[RGB]:
             continue
         ready = send_of[RGB][stamp]
-        t = _nearest(thermal_sorted, stamp)
-        if t is not None and abs(t - stamp) <= sync.slop_ns:
+        t = _paired_thermal(thermal_sorted, stamp, sync.slop_ns)
+        if t is not None:
             ready = max(ready, send_of[THERMAL][t])
         lat_ms.append((fused_recv[stamp] - ready) / 1e6)
         lat_rgb_ms.append((fused_recv[stamp] - send_of[RGB][stamp]) / 1e6)
@@ -478,9 +436,8 @@ def build_report(out: str | Path, *, labels_root: str | Path | None = None, metr
     fusion = (_fusion_metrics(out, facts, sorted(fused_recv), thermal_sorted, dets, metrics_every,
                               int(facts.get("options", {}).get("grid_frames", 4)), progress)
               if metrics else {"available": False, "reason": "disabled (--no-metrics)"})
-    detection = _detection_scores(dets, sorted(fused_recv), facts, Path(labels_root) if labels_root else
-                                  (Path(facts["options"]["labels_root"]) if facts.get("options", {}).get("labels_root")
-                                   else None))
+    labels_root = labels_root or facts.get("options", {}).get("labels_root")
+    detection = _detection_scores(dets, sorted(fused_recv), facts, Path(labels_root) if labels_root else None)
     rss_mb = [float(r["rss_mb"]) for r in rss]
     report: dict[str, Any] = {
         "bag": facts["bag"], "speed": facts["speed"], "dds": facts.get("dds"), "errors": facts.get("errors", []),

@@ -36,11 +36,19 @@ def _msg_dirs(package: str) -> list[Path]:
 
 
 @lru_cache(maxsize=1)
+def jazzy_typestore():
+    """The stock ROS 2 Jazzy typestore: all an image bag needs (no vision_msgs .msg files required)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+@lru_cache(maxsize=1)
 def typestore():
     """Jazzy types + vision_msgs + diagnostic_msgs (each registered only if the store lacks it)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    store = get_typestore(Stores.ROS2_JAZZY)
+    store = get_typestore(Stores.ROS2_JAZZY)  # its own store: registering must not touch jazzy_typestore()
     for package, probe in (("vision_msgs", DETECTIONS), ("diagnostic_msgs", DIAGNOSTICS)):
         if probe in store.types:
             continue
@@ -53,6 +61,11 @@ def typestore():
             types.update(get_types_from_msg(path.read_text(), f"{package}/msg/{path.stem}"))
         store.register(types)
     return store
+
+
+def header_stamp_ns(msg) -> int:  # noqa: ANN001 - any deserialised message with a std_msgs/Header
+    """The header stamp of a message deserialised by rosbags (``ivfusion.ros.messages.stamp_to_ns`` needs rclpy)."""
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 def cdr_stamp_ns(raw: bytes | bytearray | memoryview) -> int:

@@ -217,17 +217,9 @@ def write_voc_labels(
 
 def boxes_iou(a: Sequence[GroundTruth], b: Sequence[GroundTruth]) -> np.ndarray:
     """``(len(a), len(b))`` IoU matrix of two box lists (classes not considered)."""
-    if not a or not b:
-        return np.zeros((len(a), len(b)))
-    pa = np.array([[g.x1, g.y1, g.x2, g.y2] for g in a], dtype=float)
-    pb = np.array([[g.x1, g.y1, g.x2, g.y2] for g in b], dtype=float)
-    iw = np.clip(np.minimum(pa[:, None, 2], pb[None, :, 2]) - np.maximum(pa[:, None, 0], pb[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(pa[:, None, 3], pb[None, :, 3]) - np.maximum(pa[:, None, 1], pb[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(pa[:, 2] - pa[:, 0], 0, None) * np.clip(pa[:, 3] - pa[:, 1], 0, None)
-    area_b = np.clip(pb[:, 2] - pb[:, 0], 0, None) * np.clip(pb[:, 3] - pb[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    from ivfusion.metrics.detection import box_iou
+
+    return box_iou([[g.x1, g.y1, g.x2, g.y2] for g in a], [[g.x1, g.y1, g.x2, g.y2] for g in b])
 
 
 def merge_label_sets(
@@ -296,13 +288,14 @@ def read_label_file(path: Path, image_size: tuple[int, int], class_names: Sequen
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file."""
-    import cv2
+    """``(width, height)`` of an image file, from its header (the pixels are not decoded)."""
+    from PIL import Image, UnidentifiedImageError
 
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise IvfusionError(f"cannot read image {path} to learn its size")
-    return int(img.shape[1]), int(img.shape[0])
+    try:
+        with Image.open(path) as img:
+            return int(img.width), int(img.height)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise IvfusionError(f"cannot read image {path} to learn its size") from exc
 
 
 class LabelStore:

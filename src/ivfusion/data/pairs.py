@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,11 @@ class PairSample:
     thermal: np.ndarray  # (H, W) uint8
     rgb: np.ndarray  # (H, W, 3) uint8, RGB order
 
+    @cached_property
+    def bgr(self) -> np.ndarray:
+        """The visible image in the order every backend and the detector take; converted once per sample."""
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR)
+
 
 class PairsFolder:
     """Indexes the stems present in both ``ir/`` and ``vi/``, sorted, and loads them on demand."""
@@ -36,6 +42,7 @@ class PairsFolder:
         if not self.stems:
             raise IvfusionError(f"pairs folder {self.root}: no file stem is present in both ir/ and vi/")
         self._files = {s: (ir_files[s], vi_files[s]) for s in self.stems}
+        self._labels: LabelStore | None = None  # built on first use: most callers never ask for labels
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -67,10 +74,9 @@ class PairsFolder:
         return self._label_store().has_labels(which)
 
     def _label_store(self) -> LabelStore:
-        store = self.__dict__.get("_labels")
-        if store is None:  # YOLO boxes are scaled to the visible image's size (pairs are registered)
-            store = self._labels = LabelStore(self.root, lambda stem: image_size(self._files[stem][1]))
-        return store
+        if self._labels is None:  # YOLO boxes are scaled to the visible image's size (pairs are registered)
+            self._labels = LabelStore(self.root, lambda stem: image_size(self._files[stem][1]))
+        return self._labels
 
 
 def _index(folder: Path) -> dict[str, Path]:

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = [parse_method(s, peers_dir=dataset.peers_dir) for s in specs]
         result = evaluate(dataset, methods, metrics=not args.no_metrics, detection=not args.no_detection,
                           verify_reference=args.verify)
-        page = write_report(result, dataset.folder, Path(args.out) / dataset.name)
+        page = write_report(result, Path(args.out) / dataset.name)
         text = markdown(result)
         print("\n" + text + f"\nreport: {page}", flush=True)
         sections.append(text)

@@ -8,6 +8,7 @@ for detection, and a reminder that a copy of one source scores high on MI and VI
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -37,8 +38,7 @@ class BackendMethod:
     kind: str = "baseline"
 
     def fuse(self, sample: PairSample) -> np.ndarray:
-        visible = cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)
-        return self.backend.fuse(sample.thermal, visible, self.preference)
+        return self.backend.fuse(sample.thermal, sample.bgr, self.preference)
 
 
 @dataclass
@@ -82,7 +82,7 @@ class SourceMethod:
     def fuse(self, sample: PairSample) -> np.ndarray:
         if self.source == "infrared":
             return cv2.cvtColor(sample.thermal, cv2.COLOR_GRAY2BGR)
-        return cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)
+        return sample.bgr
 
 
 def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
@@ -95,11 +95,9 @@ def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
         pref = parse_preference(rest or "balanced")
         return BackendMethod(create_backend("classical"), pref, f"classical/{pref.text}")
     if head == "student":  # student[:preference[@model_dir]]: the learned network (kind "ours")
-        from ivfusion.fusion.student import DEFAULT_MODEL_DIR, StudentFusion
-
         pref_text, _, model_dir = rest.partition("@")
         pref = parse_preference(pref_text or "balanced")
-        backend = StudentFusion(model_dir or DEFAULT_MODEL_DIR)
+        backend = _student(model_dir)
         suffix = f"@{Path(model_dir).name}" if model_dir else ""
         return BackendMethod(backend, pref, f"student/{pref.text}{suffix}", kind="ours")
     if head == "peer":
@@ -112,6 +110,14 @@ def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
     if head in ("infrared", "visible"):
         return SourceMethod(head)
     raise ConfigError(f"unknown method {spec!r}; use classical[:pref], student[:pref[@DIR]], peer:NAME, folder:PATH[=NAME], infrared, visible")
+
+
+@lru_cache(maxsize=None)
+def _student(model_dir: str) -> FusionBackend:
+    """One session per model for all of its preference methods: the preference is a per-call input."""
+    from ivfusion.fusion.student import DEFAULT_MODEL_DIR, StudentFusion
+
+    return StudentFusion(model_dir or DEFAULT_MODEL_DIR)
 
 
 def available_peers(peers_dir: Path | None) -> list[str]:

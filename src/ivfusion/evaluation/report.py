@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from ivfusion.detection.draw import draw_detections
-from ivfusion.evaluation.runner import EvalResult, MethodResult
+from ivfusion.evaluation.runner import EvalResult
 
 GRID_WIDTH = 320  # pixels per tile in image grids
 
@@ -99,15 +99,13 @@ def _tile(img: np.ndarray, label: str) -> np.ndarray:
     return tile
 
 
-def image_grid(result: EvalResult, folder, *, overlays: bool) -> np.ndarray | None:
+def image_grid(result: EvalResult, *, overlays: bool) -> np.ndarray | None:
     """Rows = pairs, columns = IR | VIS | each method (with detection boxes when ``overlays``)."""
-    stems = [s for s in next((m.examples for m in result.methods if m.examples), {})]
-    if not stems:
+    if not result.grid_inputs:
         return None
     rows = []
-    for stem in stems:
-        sample = folder.load(stem)
-        tiles = [_tile(sample.thermal, f"IR {stem}"), _tile(cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR), "VIS")]
+    for stem, (thermal, visible) in result.grid_inputs.items():
+        tiles = [_tile(thermal, f"IR {stem}"), _tile(visible, "VIS")]
         for m in result.methods:
             if m.kind == "source" or stem not in m.examples:
                 continue
@@ -148,19 +146,19 @@ def bar_charts(result: EvalResult, path: Path) -> Path | None:
     return path
 
 
-def write_report(result: EvalResult, folder, out: Path) -> Path:
+def write_report(result: EvalResult, out: Path) -> Path:
     """Markdown + CSV + HTML (grids, bar charts, detection overlays) into ``out``; returns the HTML path."""
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(result)
     (out / "results.md").write_text(md)
     write_csv(result, out)
     images = []
-    grid = image_grid(result, folder, overlays=False)
+    grid = image_grid(result, overlays=False)
     if grid is not None:
         cv2.imwrite(str(out / "grid.jpg"), grid, [cv2.IMWRITE_JPEG_QUALITY, 88])
         images.append(("IR | VIS | methods", "grid.jpg"))
     if result.label_sets:
-        overlay = image_grid(result, folder, overlays=True)
+        overlay = image_grid(result, overlays=True)
         if overlay is not None:
             cv2.imwrite(str(out / "detections.jpg"), overlay, [cv2.IMWRITE_JPEG_QUALITY, 88])
             images.append(("Detections (score ≥ 0.25) on each method's frames", "detections.jpg"))

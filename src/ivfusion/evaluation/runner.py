@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -52,11 +51,12 @@ class EvalResult:
     methods: list[MethodResult]
     label_sets: tuple[str, ...]
     reference_check: dict[str, float] | None = None  # method -> max relative deviation vs the reference
+    grid_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # stem -> (IR, VIS BGR)
 
 
 def label_set_for(method: FusionMethod) -> str:
     if method.kind == "source":
-        return "ir" if method.name.startswith("infrared") else "vi"
+        return "ir" if method.source == "infrared" else "vi"
     return "fused"
 
 
@@ -73,16 +73,19 @@ def evaluate(
     from ivfusion.metrics.fusion import METRICS, fusion_metrics
 
     folder = dataset.folder
-    label_sets = tuple(s for s in ("ir", "vi", "fused", "union") if detection and _has_labels(folder, s))
+    label_sets = tuple(s for s in ("ir", "vi", "fused", "union") if detection and folder.has_labels(s))
     detector = Detector(detector_config) if label_sets else None
     reference = _reference_metrics() if verify_reference and metrics else None
     results = [MethodResult(m.name, m.kind) for m in methods]
     deviations: dict[str, float] = {m.name: 0.0 for m in methods}
     grid_stems = set(dataset.stems[:GRID_SIZE])
+    grid_inputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     for stem in tqdm(dataset.stems, desc=f"{dataset.name}: {len(methods)} methods", unit="pair", disable=not progress):
         sample = folder.load(stem)
-        visible = cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)
+        visible = sample.bgr
+        if stem in grid_stems:
+            grid_inputs[stem] = (sample.thermal, visible)
         for method, res in zip(methods, results):
             try:
                 fused = method.fuse(sample)
@@ -108,12 +111,7 @@ def evaluate(
             if label_set in ("union", label_set_for(method)):
                 res.detection_scores[label_set] = _score(folder, res, label_set)
     return EvalResult(dataset.name, dataset.split, len(dataset.stems), tuple(METRICS) if metrics else (),
-                      results, label_sets, deviations if reference is not None else None)
-
-
-def _has_labels(folder, label_set: str) -> bool:
-    has = getattr(folder, "has_labels", None)
-    return bool(has and has(label_set))
+                      results, label_sets, deviations if reference is not None else None, grid_inputs)
 
 
 def _score(folder, res: MethodResult, label_set: str):

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from ivfusion.data.pairs import IMAGE_SUFFIXES
+from ivfusion.data import pairs
 from ivfusion.errors import IvfusionError
 from ivfusion.fusion.preference import parse_preference
 
@@ -25,7 +25,7 @@ CHOICES = ("auto", "torch", "onnxruntime", "classical")
 def _index(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise IvfusionError(f"fuse: {folder} is not a folder")
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    return pairs._index(folder)  # the stem -> image file index PairsFolder builds for ir/ and vi/
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,12 +8,10 @@ inputs: thermal (1,1,H,W) and visible RGB (1,3,H,W) as float32 in [0,1], and the
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ivfusion.errors import ConfigError
@@ -62,6 +60,8 @@ class StudentFusion:
                 torch.set_num_threads(threads)
             self._model = StudentFusionNet.from_pretrained(self.model_dir)
             self._presets = {k: v.numpy() for k, v in self._model.preset_embeddings.items()}
+        # shaped once here, not per frame: (1, 384) float32, what both runtimes take
+        self._presets = {k: np.ascontiguousarray(v.reshape(1, -1), np.float32) for k, v in self._presets.items()}
 
     # ------------------------------------------------------------------------------------------ embedding
     def embedding(self, preference: Preference) -> np.ndarray:
@@ -69,7 +69,7 @@ class StudentFusion:
         if preference.preset is not None:
             if preference.preset not in self._presets:
                 raise ConfigError(f"student: {self.model_dir} has no cached embedding for preset {preference.preset!r}")
-            return self._presets[preference.preset].reshape(1, -1).astype(np.float32)
+            return self._presets[preference.preset]
         text = preference.text
         with self._lock:
             if text in self._text_cache:
@@ -87,19 +87,29 @@ class StudentFusion:
     # ------------------------------------------------------------------------------------------- fusion
     def fuse_array(self, thermal: np.ndarray, visible: np.ndarray, embedding: np.ndarray) -> np.ndarray:
         """Lower level: the embedding given directly (interpolating presets, distillation experiments)."""
+        return self.fuse_and_estimate(thermal, visible, embedding)[0]
+
+    def fuse_and_estimate(self, thermal: np.ndarray, visible: np.ndarray,
+                          embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(fused (H,W,3) uint8 BGR, degradation probabilities (len(DEGRADATIONS),)) from one network pass."""
         thermal = check_fusion_inputs(thermal, visible)
-        t = (thermal.astype(np.float32) / 255.0)[None, None]
-        rgb = cv2.cvtColor(visible, cv2.COLOR_BGR2RGB).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+        t = thermal.astype(np.float32)[None, None]
+        t /= 255.0
+        # BGR -> RGB and HWC -> CHW in one strided copy (no cv2.cvtColor, no second contiguous copy)
+        rgb = visible[:, :, ::-1].transpose(2, 0, 1).astype(np.float32, order="C")[None]
+        rgb /= 255.0
         if self.runtime == "onnxruntime":
-            out = self._ort.run(t, rgb, embedding)[0][0]
+            out, deg = self._ort.run(t, rgb, embedding)
         else:
             import torch
 
             with torch.inference_mode():
-                out = self._model(torch.from_numpy(t), torch.from_numpy(np.ascontiguousarray(rgb)),
-                                  torch.from_numpy(embedding)).rgb.numpy()[0]
-        out = np.clip(out.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+                o = self._model(torch.from_numpy(t), torch.from_numpy(rgb), torch.from_numpy(embedding))
+                out, deg = o.rgb.numpy(), torch.sigmoid(o.degradation_logits).numpy()
+        bgr = np.ascontiguousarray(out[0, ::-1].transpose(1, 2, 0))  # RGB -> BGR, CHW -> HWC
+        bgr *= 255.0
+        bgr += 0.5
+        return np.clip(bgr, 0, 255, out=bgr).astype(np.uint8), deg[0]
 
     def fuse(self, thermal: np.ndarray, visible: np.ndarray, preference: Preference) -> np.ndarray:
         return self.fuse_array(thermal, visible, self.embedding(preference))
@@ -112,7 +122,3 @@ def _load_presets(model_dir: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     return dict(load_file(str(path)))
-
-
-def model_summary(model_dir: str | Path = DEFAULT_MODEL_DIR) -> dict:
-    return json.loads((Path(model_dir) / "config.json").read_text())

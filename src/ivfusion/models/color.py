@@ -7,9 +7,14 @@ import torch
 _KR, _KG, _KB = 0.299, 0.587, 0.114
 
 
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) luminance Y of (B,3,H,W) RGB."""
+    return _KR * rgb[:, 0:1] + _KG * rgb[:, 1:2] + _KB * rgb[:, 2:3]
+
+
 def rgb_to_ycbcr(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-    y = _KR * r + _KG * g + _KB * b
+    r, b = rgb[:, 0:1], rgb[:, 2:3]
+    y = luma(rgb)
     cb = (b - y) * (0.5 / (1.0 - _KB))
     cr = (r - y) * (0.5 / (1.0 - _KR))
     return y, cb, cr  # cb, cr centred on 0

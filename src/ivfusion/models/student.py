@@ -93,6 +93,12 @@ class TextGuidedAttention(nn.Module):
         return x + self.proj(v * attn + v)
 
 
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k x k mean over the valid pixels (borders average fewer), as two separable 1-D passes."""
+    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+
+
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.LeakyReLU(0.1))
 
@@ -156,7 +162,7 @@ class StudentFusionNet(nn.Module):
     # ----------------------------------------------------------------------------------------------- forward
     @staticmethod
     def _stats(x: torch.Tensor) -> torch.Tensor:
-        """Global per-channel mean, std, and 5th/95th-percentile proxies (min/max of a pooled map) of (T, Y)."""
+        """Global per-channel mean, std, max and min of (T, Y): a cheap exposure summary for the conditioning."""
         mean = x.mean(dim=(2, 3))
         std = (x - mean[:, :, None, None]).pow(2).mean(dim=(2, 3)).sqrt()
         mx = x.amax(dim=(2, 3))
@@ -216,9 +222,7 @@ class StudentFusionNet(nn.Module):
 
     def detail(self, pair: torch.Tensor) -> torch.Tensor:
         """Per pixel, the larger-magnitude high-pass of thermal and visible luminance (choose-max-abs)."""
-        k = self.detail_kernel
-        blur = F.avg_pool2d(pair, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)  # separable box
-        hp = pair - F.avg_pool2d(blur, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+        hp = pair - box_mean(pair, self.detail_kernel)
         t, v = hp[:, 0:1], hp[:, 1:2]
         return torch.where(t.abs() > v.abs(), t, v)
 

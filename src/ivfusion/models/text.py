@@ -83,14 +83,6 @@ def shared_encoder() -> TextEncoder:
     return TextEncoder()
 
 
-def preset_embeddings(encoder: TextEncoder | None = None) -> dict[str, torch.Tensor]:
-    """{preset: (384,)} from each preset's first prompt."""
-    enc = encoder or shared_encoder()
-    names = list(PRESET_PROMPTS)
-    vecs = enc.encode([PRESET_PROMPTS[n][0] for n in names])
-    return {n: vecs[i].clone() for i, n in enumerate(names)}
-
-
 def prompt_embeddings(encoder: TextEncoder | None = None) -> dict[str, torch.Tensor]:
     """{preset: (P, 384)} for every prompt of each preset (training)."""
     enc = encoder or shared_encoder()

@@ -27,8 +27,9 @@ from std_msgs.msg import Header
 from tqdm import tqdm
 from vision_msgs.msg import Detection2DArray
 
-from ivfusion.detection import Detection
 from ivfusion.detection.draw import draw_detections
+from ivfusion.detection.from_msg import detections_from_msg
+from ivfusion.imaging.encodings import decode_image
 from ivfusion.ros import messages
 from ivfusion.ros.node import TOPICS, IvfusionNode
 
@@ -37,8 +38,9 @@ from ivfusion.ros.node import TOPICS, IvfusionNode
 class DemoFrame:
     thermal: np.ndarray
     thermal_encoding: str
-    rgb: np.ndarray  # RGB order
+    rgb: np.ndarray  # in ``rgb_encoding``'s channel order
     name: str
+    rgb_encoding: str = "rgb8"
 
 
 def scene_frames(count: int, seed: int = 0) -> Iterator[DemoFrame]:
@@ -62,13 +64,12 @@ def pairs_frames(root: str, count: int) -> Iterator[DemoFrame]:
 
 def bag_frames(path: str, count: int, thermal_topic: str, rgb_topic: str) -> Iterator[DemoFrame]:
     from ivfusion.bags import read_image_pairs
-    from ivfusion.imaging.encodings import to_bgr8
 
     for i, pair in enumerate(read_image_pairs(path, thermal_topic=thermal_topic, rgb_topic=rgb_topic)):
         if i >= count:
             return
-        rgb = cv2.cvtColor(to_bgr8(pair.rgb, pair.rgb_encoding), cv2.COLOR_BGR2RGB)
-        yield DemoFrame(pair.thermal, pair.thermal_encoding, rgb, f"bag_{pair.rgb_stamp_ns}")
+        # Republished in the bag's own encoding: the node accepts every camera encoding.
+        yield DemoFrame(pair.thermal, pair.thermal_encoding, pair.rgb, f"bag_{pair.rgb_stamp_ns}", pair.rgb_encoding)
 
 
 class _Driver(Node):
@@ -103,7 +104,7 @@ class _Driver(Node):
         with self._lock:
             self.sent[stamp_ns] = time.monotonic()
         self.pub_thermal.publish(messages.array_to_image(frame.thermal, frame.thermal_encoding, thermal_header))
-        self.pub_rgb.publish(messages.array_to_image(frame.rgb, "rgb8", rgb_header))
+        self.pub_rgb.publish(messages.array_to_image(frame.rgb, frame.rgb_encoding, rgb_header))
 
     def _on_fused(self, msg: Image) -> None:
         with self._lock:
@@ -112,15 +113,6 @@ class _Driver(Node):
     def _on_detections(self, msg: Detection2DArray) -> None:
         with self._lock:
             self.detections[messages.stamp_to_ns(msg.header.stamp)] = msg
-
-
-def _detections_from_msg(msg: Detection2DArray) -> list[Detection]:
-    out = []
-    for d in msg.detections:
-        cx, cy, w, h = d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y
-        hyp = d.results[0].hypothesis
-        out.append(Detection(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, hyp.score, 0, hyp.class_id))
-    return out
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -208,8 +200,8 @@ def _report(args: argparse.Namespace, frames: list[DemoFrame], driver: _Driver, 
         if s not in driver.fused:
             continue
         msg = driver.fused[s][1]
-        fused = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
-        dets = _detections_from_msg(driver.detections[s]) if s in driver.detections else []
+        fused = decode_image(msg.data, msg.width, msg.height, msg.step, msg.encoding)
+        dets = detections_from_msg(driver.detections[s]) if s in driver.detections else []
         records.append({"frame": frames[i].name, "stamp_ns": s, "detections": [
             {"class": d.class_name, "score": round(d.score, 4), "xyxy": [round(v, 1) for v in (d.x1, d.y1, d.x2, d.y2)]}
             for d in dets]})

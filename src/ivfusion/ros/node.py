@@ -59,8 +59,6 @@ class IvfusionNode(Node):
         self._rates = (RateMeter(), RateMeter())
         self._out_rate = RateMeter()
         self._timer = StageTimer()
-        self._published = 0
-        self._backend_error = ""
         self._detector: Detector | None = None
 
         self._pipeline = FusionPipeline(
@@ -77,7 +75,6 @@ class IvfusionNode(Node):
                 max_age_ns=int(self.p["sync.max_age"] * 1e9),
             )
         )
-        self._pair_lock = threading.Lock()
         self._worker: LatestWinsWorker = LatestWinsWorker(self._process, on_error=self._on_worker_error)
 
         depth = self.p["qos.depth"]
@@ -155,8 +152,7 @@ class IvfusionNode(Node):
             self._report_bad_input(f"{TOPICS[stream]}: {exc}", key=f"{TOPICS[stream]}: invalid layout")
             return
         stamp = messages.stamp_to_ns(msg.header.stamp)
-        with self._pair_lock:
-            pair = self._pairer.add(stream, stamp, _Frame(msg, now))
+        pair = self._pairer.add(stream, stamp, _Frame(msg, now))  # callbacks share one exclusive group
         if pair is not None:
             self._worker.submit(pair.rgb_stamp_ns, pair)
 
@@ -180,11 +176,9 @@ class IvfusionNode(Node):
         timings["end_to_end"] = (time.monotonic() - max(pair.thermal.arrival, pair.rgb.arrival)) * 1e3
         self._timer.add_all(timings)
         self._out_rate.tick()
-        self._published += 1
 
     def _on_worker_error(self, pair: Any, exc: BaseException) -> None:
         self._report_bad_input(f"processing failed: {type(exc).__name__}: {exc}", key="processing error")
-        self._backend_error = f"{type(exc).__name__}: {exc}"
 
     def _report_bad_input(self, message: str, *, key: str) -> None:
         self._bad_inputs[key] += 1
@@ -255,7 +249,7 @@ class IvfusionNode(Node):
             "dropped_superseded": work.superseded,
             "dropped_stale": work.stale,
             "processing_failures": work.failed,
-            "published": self._published,
+            "published": self._out_rate.count,
             "bad_inputs": sum(self._bad_inputs.values()),
         }
         for key, count in sorted(self._bad_inputs.items()):

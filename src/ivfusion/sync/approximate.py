@@ -27,7 +27,6 @@ T = TypeVar("T")
 
 THERMAL = 0
 RGB = 1
-STREAM_NAMES = ("thermal", "rgb")
 
 
 @dataclass(frozen=True)

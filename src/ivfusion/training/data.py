@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -20,8 +21,7 @@ from tqdm import tqdm
 
 from ivfusion.data.pairs import PairsFolder
 from ivfusion.errors import ConfigError
-from ivfusion.evaluation.datasets import SHARED_DATASETS, load_split
-from ivfusion.paths import shared_root
+from ivfusion.evaluation.datasets import load_split, open_dataset
 from ivfusion.training.degradations import DegradationConfig, degrade_pair
 from ivfusion.training.losses import PresetLoss
 
@@ -34,18 +34,24 @@ class SourceSpec:
     split: str = "all"  # pinned split name, or "all"
 
 
-def resolve_source(spec: SourceSpec) -> tuple[str, PairsFolder, list[str]]:
-    if spec.name in SHARED_DATASETS:
-        folder, label = PairsFolder(shared_root() / "datasets" / spec.name), spec.name
-    else:
-        folder, label = PairsFolder(Path(spec.name)), Path(spec.name).name
-    stems = list(folder.stems)
-    if spec.split != "all":
-        pinned = load_split(label, spec.split)
+class ResolvedSource(NamedTuple):
+    spec: SourceSpec
+    label: str  # dataset name: the key prefix of the box cache
+    folder: PairsFolder
+    stems: list[str]
+
+
+def resolve_source(spec: SourceSpec) -> ResolvedSource:
+    """The folder and stems of ``spec``, resolved as ``ivfusion eval`` resolves names; resolve once, pass around."""
+    ds = open_dataset(spec.name, split="all")
+    stems = list(ds.stems)
+    if spec.split != "all":  # unlike eval, a missing split file is an error here, and folder order is kept
+        pinned = load_split(ds.name, spec.split)
         if pinned is None:
             raise ConfigError(f"training data {spec.name}: no pinned split file for split {spec.split!r}")
-        stems = [s for s in stems if s in set(pinned)]
-    return label, folder, stems
+        keep = set(pinned)
+        stems = [s for s in stems if s in keep]
+    return ResolvedSource(spec, ds.name, ds.folder, stems)
 
 
 def _resize_max(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -56,12 +62,11 @@ def _resize_max(img: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
-def detector_boxes(sources: list[SourceSpec], cache_file: Path) -> dict[str, list[list[float]]]:
+def detector_boxes(sources: list[ResolvedSource], cache_file: Path) -> dict[str, list[list[float]]]:
     """``{"<dataset>/<stem>": [[x1, y1, x2, y2] normalised, ...]}``: shared-detector boxes on the thermal and on
     the visible image (union), computed once and cached as JSON."""
     cache: dict[str, list[list[float]]] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
-    todo = [(label, folder, s) for label, folder, stems in map(resolve_source, sources) for s in stems
-            if f"{label}/{s}" not in cache]
+    todo = [(src.label, src.folder, s) for src in sources for s in src.stems if f"{src.label}/{s}" not in cache]
     if todo:
         from ivfusion.detection import Detector, DetectorConfig
 
@@ -81,7 +86,7 @@ def detector_boxes(sources: list[SourceSpec], cache_file: Path) -> dict[str, lis
 class FusionPairs(Dataset):
     """Random crops of in-memory pairs; ``len`` is the number of pairs, each access draws a fresh crop."""
 
-    def __init__(self, sources: list[SourceSpec], *, crop: int, presets: dict[str, PresetLoss],
+    def __init__(self, sources: list[ResolvedSource], *, crop: int, presets: dict[str, PresetLoss],
                  prompt_embeddings: dict[str, torch.Tensor], degradation: DegradationConfig, max_side: int = 800,
                  boxes: dict[str, list[list[float]]] | None = None, seed: int = 0) -> None:
         self.crop, self.degradation, self.seed, self.epoch = crop, degradation, seed, 0
@@ -92,7 +97,7 @@ class FusionPairs(Dataset):
         self.weights = torch.stack([presets[n].as_tensor() for n in self.preset_names])
         self.prompts = [prompt_embeddings[n] for n in self.preset_names]
         self.items: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for label, folder, stems in map(resolve_source, sources):
+        for _, label, folder, stems in sources:
             for stem in stems:
                 s = folder.load(stem)
                 t, rgb = _resize_max(s.thermal, max_side), _resize_max(s.rgb, max_side)
@@ -102,7 +107,7 @@ class FusionPairs(Dataset):
                     mask[int(y1 * h):int(np.ceil(y2 * h)), int(x1 * w):int(np.ceil(x2 * w))] = 1
                 self.items.append((t, rgb, mask))
         if not self.items:
-            raise ConfigError("training data: no pairs found in " + ", ".join(s.name for s in sources))
+            raise ConfigError("training data: no pairs found in " + ", ".join(s.spec.name for s in sources))
 
     def __len__(self) -> int:
         return len(self.items)

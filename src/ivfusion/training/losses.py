@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
+from ivfusion.models.student import box_mean  # the same separable box filter as the student's detail layer
+
 SALIENCY_KERNEL = 31
 SALIENCY_FLOOR = 32.0 / 255.0
 
@@ -45,12 +47,6 @@ class PresetLoss:
 
     def as_tensor(self) -> torch.Tensor:
         return torch.tensor([getattr(self, n) for n in self.names()], dtype=torch.float32)
-
-
-def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    """k x k mean over the valid pixels (borders average fewer), as two separable 1-D passes."""
-    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
-    return F.avg_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
 
 
 def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:

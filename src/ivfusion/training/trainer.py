@@ -19,8 +19,9 @@ import yaml
 from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
+from ivfusion.models.color import luma
 from ivfusion.models.student import StudentFusionNet
-from ivfusion.training.data import FusionPairs, SourceSpec, detector_boxes
+from ivfusion.training.data import FusionPairs, SourceSpec, detector_boxes, resolve_source
 from ivfusion.training.degradations import DegradationConfig
 from ivfusion.training.losses import PresetLoss, degradation_loss, fusion_loss
 
@@ -89,7 +90,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
     prompts = _prompt_embeddings(dcfg.get("text_encoder", "minilm"), model.config["text_dim"], seed)
     model.preset_embeddings = {n: p[0].clone() for n, p in prompts.items()}
     presets = {n: PresetLoss(**(v or {})) for n, v in cfg["presets"].items()}
-    sources = [SourceSpec(**s) if isinstance(s, dict) else SourceSpec(str(s)) for s in dcfg["sources"]]
+    sources = [resolve_source(SourceSpec(**s) if isinstance(s, dict) else SourceSpec(str(s))) for s in dcfg["sources"]]
     boxes = None
     if dcfg.get("boxes", True):
         boxes = detector_boxes(sources, Path(dcfg.get("cache_dir", "outputs/cache")) / "student_boxes.json")
@@ -118,6 +119,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
     (out / "train_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     w_deg = float(lcfg.get("degradation", 0.1))
     ckpt_every, log_every = int(tcfg.get("checkpoint_every", 500)), int(tcfg.get("log_every", 50))
+    keep = int(tcfg.get("keep_checkpoints", 2))
     max_minutes = float(tcfg.get("max_minutes", 0)) or None
     stop_at = int(tcfg.get("stop_at_step", 0)) or None  # stop early but keep the schedule of train.steps
     start = time.monotonic()
@@ -133,8 +135,8 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
             for group in optimizer.param_groups:
                 group["lr"] = lr
             o = model(batch["thermal_in"], batch["rgb_in"], batch["preference"])
-            vis_y = 0.299 * batch["rgb"][:, 0:1] + 0.587 * batch["rgb"][:, 1:2] + 0.114 * batch["rgb"][:, 2:3]
-            loss, parts = fusion_loss(o.y, o.rgb, batch["thermal"], vis_y, batch["rgb"], batch["weights"], batch["box"])
+            loss, parts = fusion_loss(o.y, o.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"], batch["weights"],
+                                      batch["box"])
             l_deg = degradation_loss(o.degradation_logits, batch["degradation"])
             total = loss + w_deg * l_deg
             optimizer.zero_grad(set_to_none=True)
@@ -150,12 +152,12 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                 log.flush()
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", deg=f"{rec['deg']:.3f}")
             if step % ckpt_every == 0 or step == steps:
-                _checkpoint(accelerator, model, optimizer, out, step, epoch, keep=int(tcfg.get("keep_checkpoints", 2)))
+                _checkpoint(accelerator, model, optimizer, out, step, epoch, keep=keep)
             over_time = max_minutes is not None and (time.monotonic() - start) / 60 > max_minutes
             if over_time or (stop_at is not None and step >= stop_at):
                 accelerator.print(f"stopping at step {step} (" + ("time budget" if over_time else "stop_at_step") + ")")
                 steps = step
-                _checkpoint(accelerator, model, optimizer, out, step, epoch, keep=int(tcfg.get("keep_checkpoints", 2)))
+                _checkpoint(accelerator, model, optimizer, out, step, epoch, keep=keep)
                 break
         epoch += 1
     bar.close()
