@@ -1,13 +1,25 @@
 # ivfusion on ROS 2 Jazzy. Unbuilt in the development workplace (no Docker engine there): see README.
 #   docker build -t ivfusion .
 #   docker run --rm --net=host ivfusion                       # ros2 launch ivfusion ivfusion.launch.py
-# For NVIDIA GPUs / TensorRT, build FROM an image with CUDA + TensorRT and ROS (e.g. an Isaac ROS base)
-# by overriding BASE_IMAGE; the Python side is the same.
+# NVIDIA GPU / Jetson with TensorRT (fusion.runtime: auto then picks TensorRT): build FROM an image that has
+# CUDA + ROS 2 Jazzy (e.g. an Isaac ROS base), with CUDA torch wheels and the TensorRT + ONNX Runtime GPU wheels:
+#   docker build -t ivfusion:gpu \
+#     --build-arg BASE_IMAGE=<CUDA + ROS 2 Jazzy image> \
+#     --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu126 --build-arg WITH_TENSORRT=1 .
+#   docker run --rm --net=host --gpus all -v ivfusion-engines:/var/cache/ivfusion/engines ivfusion:gpu
+# The engine cache is a volume so engines are built on the first start only (keyed by ONNX hash, TensorRT
+# version, GPU and precision; see src/ivfusion/engines/cache.py). On Jetson use JetPack's TensorRT instead of
+# the wheel (WITH_TENSORRT=0 on an L4T base that ships python3-libnvinfer).
 ARG BASE_IMAGE=ros:jazzy-ros-base
 FROM ${BASE_IMAGE}
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG WITH_TENSORRT=0
+ARG TENSORRT_VERSION=10.13.3.9
+ARG ORT_GPU_VERSION=1.23.2
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ENV DEBIAN_FRONTEND=noninteractive PIP_BREAK_SYSTEM_PACKAGES=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/opt/ivfusion/.yolo
+ENV DEBIAN_FRONTEND=noninteractive PIP_BREAK_SYSTEM_PACKAGES=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/opt/ivfusion/.yolo \
+    IVFUSION_ENGINE_CACHE=/var/cache/ivfusion/engines
 
 # ROS packages the node uses at run time, from apt (vision_msgs, message_filters, cv_bridge and rosbag2 MCAP
 # for users' own tooling around the node), plus Python's pip. Versions are not pinned: ROS apt repositories
@@ -21,10 +33,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
 
 WORKDIR /opt/ivfusion/ros2_ws
 COPY requirements.txt /opt/ivfusion/requirements.txt
-# The non-ROS Python stack (torch CPU wheels by default; the ROS wheels in requirements.txt are skipped,
-# apt provides ROS here).
+# The non-ROS Python stack (torch CPU wheels by default, CUDA wheels via TORCH_INDEX; the ROS wheels in
+# requirements.txt are skipped, apt provides ROS here). WITH_TENSORRT=1 adds TensorRT's Python API and the
+# ONNX Runtime build with CUDA/TensorRT execution providers (replacing the CPU-only one).
 RUN grep -v '^ros-jazzy' /opt/ivfusion/requirements.txt > /tmp/req.txt \
-    && pip3 install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/req.txt
+    && pip3 install --no-cache-dir --extra-index-url "${TORCH_INDEX}" -r /tmp/req.txt \
+    && if [ "${WITH_TENSORRT}" = "1" ]; then \
+         pip3 uninstall -y onnxruntime \
+         && pip3 install --no-cache-dir "tensorrt-cu12==${TENSORRT_VERSION}" "onnxruntime-gpu==${ORT_GPU_VERSION}"; \
+       fi
+VOLUME ["/var/cache/ivfusion/engines"]
 
 COPY . /opt/ivfusion/ros2_ws/src/ivfusion
 RUN rm -rf src/ivfusion/ros2_ws src/ivfusion/.venv \

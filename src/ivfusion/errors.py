@@ -21,3 +21,7 @@ class ConfigError(IvfusionError):
 
 class DetectorError(IvfusionError):
     """The detector's weights are missing, corrupt or cannot run."""
+
+
+class EngineError(IvfusionError):
+    """An inference runtime (TensorRT engine, ONNX Runtime provider, CUDA) cannot be built, loaded or run."""

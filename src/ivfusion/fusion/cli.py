@@ -19,7 +19,7 @@ from ivfusion.data import pairs
 from ivfusion.errors import IvfusionError
 from ivfusion.fusion.preference import parse_preference
 
-CHOICES = ("auto", "torch", "onnxruntime", "classical")
+CHOICES = ("auto", "tensorrt", "torch", "onnxruntime", "classical")
 
 
 def _index(folder: Path) -> dict[str, Path]:

@@ -3,14 +3,16 @@
 ``student`` is the learned network (ONNX Runtime when ``models/student/student.onnx`` exists, else PyTorch);
 ``classical`` is the Laplacian-pyramid baseline that is always available. ``default_backend()`` is ``student``
 when the shipped weights exist, else ``classical``; asking for ``student`` where it cannot load (no weights,
-no runtime) falls back to ``classical`` with a warning unless ``fallback=False``.
+no runtime) falls back to ``classical`` with a warning unless ``fallback=False``. ``options`` choose the
+student's inference runtime (``fusion.runtime`` etc.; :mod:`ivfusion.engines.select`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from ivfusion.errors import ConfigError
+from ivfusion.engines.select import RuntimeOptions
+from ivfusion.errors import ConfigError, EngineError
 from ivfusion.fusion.base import FusionBackend
 
 BACKENDS = ("student", "classical")
@@ -23,7 +25,7 @@ def default_backend() -> str:
     return "student" if weights_available() else "classical"
 
 
-def create_backend(name: str, *, fallback: bool = True) -> FusionBackend:
+def create_backend(name: str, *, fallback: bool = True, options: RuntimeOptions | None = None) -> FusionBackend:
     if name == "classical":
         from ivfusion.fusion.classical import LaplacianPyramidFusion
 
@@ -32,8 +34,9 @@ def create_backend(name: str, *, fallback: bool = True) -> FusionBackend:
         from ivfusion.fusion.student import StudentFusion
 
         try:
-            return StudentFusion(threads=1)
-        except (ConfigError, ImportError, OSError) as exc:
+            # one intra-op thread: in the node the detector needs the other core (docs/benchmarks.md)
+            return StudentFusion(options=options or RuntimeOptions(threads=1))
+        except (ConfigError, EngineError, ImportError, OSError) as exc:
             if not fallback:
                 raise
             _log.warning("fusion backend 'student' unavailable (%s); falling back to 'classical'", exc)

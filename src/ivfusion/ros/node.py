@@ -25,6 +25,7 @@ from vision_msgs.msg import Detection2DArray
 
 from ivfusion.detection import Detector, DetectorConfig
 from ivfusion.detection.draw import draw_detections
+from ivfusion.engines.select import RuntimeOptions
 from ivfusion.errors import ConfigError, ImageDecodeError, IvfusionError
 from ivfusion.fusion.factory import create_backend
 from ivfusion.imaging.agc import AGCConfig
@@ -62,7 +63,7 @@ class IvfusionNode(Node):
         self._detector: Detector | None = None
 
         self._pipeline = FusionPipeline(
-            backend=create_backend(self.p["fusion.backend"]),
+            backend=self._create_backend(self.p["fusion.backend"]),
             registration=self._registration(),
             config=PipelineConfig(agc=self._agc_config(), max_pixels=self.p["max_image_pixels"]),
             preference=self.p["preference"],
@@ -99,7 +100,7 @@ class IvfusionNode(Node):
             self._detector_state = "loading"
             threading.Thread(target=self._load_detector, name="ivfusion-detector-load", daemon=True).start()
         self.get_logger().info(
-            f"ready: backend={self._pipeline.backend.name} preference={self._pipeline.preference.text!r} "
+            f"ready: backend={self._pipeline.backend.name}{self._runtime_text()} preference={self._pipeline.preference.text!r} "
             f"sync slop={self.p['sync.slop']}s qos={self.p['qos.reliability']}"
         )
 
@@ -113,6 +114,29 @@ class IvfusionNode(Node):
             thermal_size=tuple(self.p["registration.thermal_size"]) or None,
             rgb_size=tuple(self.p["registration.rgb_size"]) or None,
         )
+
+    def _create_backend(self, name: str) -> Any:
+        """Build a fusion backend (engines are built or loaded here, never in an image callback) and log its runtime.
+
+        Skipped runtimes are logged at WARN once: on a robot, ``auto`` landing on the CPU usually means a missing
+        TensorRT install or driver, which should be visible without reading diagnostics.
+        """
+        options = RuntimeOptions(runtime=self.p["fusion.runtime"], precision=self.p["fusion.precision"],
+                                 engine_cache=self.p["fusion.engine_cache"], threads=1,
+                                 cuda_graphs=self.p["fusion.cuda_graphs"])
+        backend = create_backend(name, options=options)
+        notes = getattr(backend, "runtime_notes", [])
+        if notes:
+            self.get_logger().warning(f"fusion runtime {backend.describe()} (requested {options.runtime}); skipped: "
+                                      + "; ".join(notes))
+        build_s = getattr(backend, "engine_build_s", None)
+        if build_s is not None:
+            self.get_logger().warning(f"built the TensorRT engine for the student in {build_s:.1f} s (cached now)")
+        return backend
+
+    def _runtime_text(self) -> str:
+        describe = getattr(self._pipeline.backend, "describe", None)
+        return f" runtime={describe()}" if describe else ""
 
     def _agc_config(self) -> AGCConfig:
         return AGCConfig(
@@ -205,7 +229,7 @@ class IvfusionNode(Node):
                 pref = self._pipeline.set_preference(param.value)
                 self.get_logger().info(f"preference -> {pref.text!r}" + (" (free text)" if pref.is_free_text else ""))
             elif param.name == "fusion.backend":
-                self._pipeline.set_backend(create_backend(param.value))
+                self._pipeline.set_backend(self._create_backend(param.value))
             elif param.name in ("detector.conf", "detector.iou") and self._detector is not None:
                 field = param.name.split(".")[1]
                 self._detector.config = dataclasses.replace(self._detector.config, **{field: param.value})
@@ -229,12 +253,25 @@ class IvfusionNode(Node):
         if self._pipeline.fallback_reason:
             level = max(level, DiagnosticStatus.WARN)
             problems.append(self._pipeline.fallback_reason)
+        backend = self._pipeline.backend
+        runtime_fallback = getattr(backend, "fallback_reason", None)
+        requested = self.p["fusion.runtime"]
+        runtime_now = getattr(backend, "runtime", None)
+        if runtime_fallback:
+            level = max(level, DiagnosticStatus.WARN)
+            problems.append(f"fusion runtime: {runtime_fallback}")
+        elif runtime_now is not None and requested != "auto" and runtime_now != requested:
+            level = max(level, DiagnosticStatus.WARN)
+            problems.append(f"fusion runtime {requested} unavailable, using {backend.describe()}")
         if self._detector_state == "failed":
             level = DiagnosticStatus.ERROR
             problems.append(f"detector failed: {self._detector_error}")
         sync, work = self._pairer.stats, self._worker.stats
         values: dict[str, object] = {
             "backend": self._pipeline.backend.name,
+            "fusion_runtime": backend.describe() if hasattr(backend, "describe") else "",
+            "fusion_runtime_requested": requested,
+            "fusion_runtime_skipped": "; ".join(getattr(backend, "runtime_notes", [])),
             "preference": self._pipeline.preference.text,
             "detector": self._detector_state,
             "rate_in_thermal_hz": self._rates[THERMAL].rate(now),

@@ -15,6 +15,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from ivfusion.engines.select import PRECISIONS, RUNTIMES
 from ivfusion.errors import ConfigError
 from ivfusion.fusion.factory import BACKENDS, default_backend
 from ivfusion.fusion.preference import parse_preference
@@ -72,6 +73,16 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Fusion backend: student = learned network (ONNX Runtime when models/student/student.onnx exists, "
               "else PyTorch; classical if it cannot load or fails), classical = Laplacian-pyramid baseline",
               dynamic=True, check=_one_of(*BACKENDS)),
+    ParamSpec("fusion.runtime", "auto", str,
+              "Student inference runtime: auto = fastest available (tensorrt, torch on CUDA, onnxruntime, torch on CPU), "
+              "or one of them first; unavailable or failing runtimes fall back to the next (WARN on /diagnostics)",
+              check=_one_of(*RUNTIMES)),
+    ParamSpec("fusion.precision", "fp16", str,
+              "GPU precision of the student (tensorrt, torch CUDA): fp16, fp32, or int8 (TensorRT, prebuilt engine "
+              "only); CPU runtimes run fp32", check=_one_of(*PRECISIONS)),
+    ParamSpec("fusion.engine_cache", "", str,
+              "TensorRT engine cache folder; empty = $IVFUSION_ENGINE_CACHE or ~/.cache/ivfusion/engines"),
+    ParamSpec("fusion.cuda_graphs", False, bool, "PyTorch CUDA runtime: replay captured CUDA graphs per input size"),
     ParamSpec("qos.reliability", "best_effort", str,
               "Subscription reliability: best_effort (sensor-data QoS) or reliable", check=_one_of("best_effort", "reliable")),
     ParamSpec("qos.depth", 5, int, "Subscription and publisher history depth", range=(1, 100)),
