@@ -12,7 +12,8 @@ from ivfusion.fusion.preference import parse_preference
 from ivfusion.models.macs import count_macs
 from ivfusion.models.student import COEFFICIENTS, DEGRADATIONS, StudentFusionNet
 from ivfusion.training import degradations as D
-from ivfusion.training.losses import PresetLoss, color_loss, fusion_loss, intensity_target, sobel_magnitude, ssim
+from ivfusion.training.losses import (PresetLoss, color_loss, fusion_loss, intensity_target, scd_loss, sobel_magnitude,
+                                     ssim)
 
 TINY = dict(width=8, grid_depth=4, downsample=2, cond_dim=16, text_dim=384, guide_hidden=4)
 
@@ -140,6 +141,23 @@ def test_loss_minima():
     assert torch.equal(intensity_target(t, v, torch.zeros(2), torch.zeros(2), box), torch.maximum(t, v))
     assert float(color_loss(rgb, rgb).max()) < 1e-6
     assert float(color_loss(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)).min()) > 0
+
+
+def test_scd_loss_is_the_scd_metric():
+    from ivfusion.metrics.fusion import scd
+
+    rng = np.random.default_rng(3)
+    base = cv2.GaussianBlur(rng.random((48, 64)), (0, 0), 3)
+    t = np.clip(base + 0.3 * rng.random((48, 64)), 0, 1)
+    v = np.clip(0.5 * base + 0.4 * cv2.GaussianBlur(rng.random((48, 64)), (0, 0), 1), 0, 1)
+    as_u8 = lambda a: np.round(a * 255).astype(np.uint8)  # noqa: E731
+    as_t = lambda a: torch.from_numpy(as_u8(a).astype(np.float32) / 255)[None, None]  # noqa: E731
+    for f in (0.5 * (t + v), np.clip(t + v - 0.5, 0, 1), t):
+        metric = scd(as_u8(t), as_u8(v), as_u8(f))
+        assert 2 * (1 - float(scd_loss(as_t(f), as_t(t), as_t(v)))) == pytest.approx(metric, abs=1e-4)
+    # the term prefers keeping what each source adds over averaging, and averaging over copying one source
+    losses = [float(scd_loss(as_t(f), as_t(t), as_t(v))) for f in (np.clip(t + v - 0.5, 0, 1), 0.5 * (t + v), t)]
+    assert losses[0] < losses[1] < losses[2]
 
 
 # ------------------------------------------------------------------------------------------ backend + CLI

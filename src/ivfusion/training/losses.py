@@ -11,6 +11,9 @@ so one batch can mix presets; the intent of each preset is in ``config/train/stu
 * gradient: L1 between Sobel magnitudes of F and max(|grad T|, |grad V|) (texture from whichever sees it);
 * SSIM: ssim_t (1 - SSIM(F, T)) + ssim_v (1 - SSIM(F, V)) (structure; ssim_v is "natural contrast");
 * colour: 1 - cosine similarity of fused and visible RGB per pixel (hue fidelity of the kept chroma);
+* SCD: 1 - (corr(F - V, T) + corr(F - T, V)) / 2 per sample (the SCD metric, differentiable): a weighted
+  average of the sources keeps each one's *share* but not what it adds over the other, and an image that
+  copies one source scores high MI/VIF while SCD exposes it; weight ``scd`` (0 = off, stage 1 and 2);
 * degradation: BCE of the auto head against the known synthetic labels.
 """
 
@@ -40,6 +43,7 @@ class PresetLoss:
     ssim_t: float = 0.5
     ssim_v: float = 0.5
     color: float = 0.2
+    scd: float = 0.0
 
     @staticmethod
     def names() -> tuple[str, ...]:
@@ -109,6 +113,18 @@ def color_loss(fused_rgb: torch.Tensor, vis_rgb: torch.Tensor) -> torch.Tensor:
     return (1.0 - cos).mean(dim=(1, 2))
 
 
+def _corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample Pearson correlation over all pixels -> (B,) (MATLAB corr2, as the SCD metric uses)."""
+    a = a - a.mean(dim=(1, 2, 3), keepdim=True)
+    b = b - b.mean(dim=(1, 2, 3), keepdim=True)
+    return (a * b).sum(dim=(1, 2, 3)) / ((a * a).sum(dim=(1, 2, 3)) * (b * b).sum(dim=(1, 2, 3)) + 1e-12).sqrt()
+
+
+def scd_loss(fused: torch.Tensor, thermal: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """1 - SCD / 2 per sample -> (B,); 0 when the fused image holds all of what each source adds."""
+    return 1.0 - 0.5 * (_corr(fused - vis, thermal) + _corr(fused - thermal, vis))
+
+
 def fusion_loss(fused_y: torch.Tensor, fused_rgb: torch.Tensor, thermal: torch.Tensor, vis_y: torch.Tensor,
                 vis_rgb: torch.Tensor, weights: torch.Tensor, box: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -124,10 +140,11 @@ def fusion_loss(fused_y: torch.Tensor, fused_rgb: torch.Tensor, thermal: torch.T
     l_ssim_t = 1.0 - ssim(fused_y, thermal)
     l_ssim_v = 1.0 - ssim(fused_y, vis_y)
     l_col = color_loss(fused_rgb, vis_rgb)
+    l_scd = scd_loss(fused_y, thermal, vis_y)
     per_sample = (w["intensity"] * l_int + w["gradient"] * l_grad + w["ssim_t"] * l_ssim_t + w["ssim_v"] * l_ssim_v
-                  + w["color"] * l_col)
+                  + w["color"] * l_col + w["scd"] * l_scd)
     parts = {"int": l_int.mean(), "grad": l_grad.mean(), "ssim_t": l_ssim_t.mean(), "ssim_v": l_ssim_v.mean(),
-             "color": l_col.mean()}
+             "color": l_col.mean(), "scd": l_scd.mean()}
     return per_sample.mean(), parts
 
 
