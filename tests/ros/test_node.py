@@ -65,6 +65,11 @@ def test_detector_loaded_and_student_is_the_default_backend(harness: Harness, no
     status = harness.wait_status(lambda s, v: "detector" in v, 10, "diagnostics")
     assert values_of(status)["detector"] == "ready", node.log()
     assert values_of(status)["backend"] == ("student" if weights_available() else "classical")
+    if weights_available():  # `auto` on a CPU-only machine lands on ONNX Runtime and says why it skipped the rest
+        values = values_of(status)
+        assert values["fusion_runtime_requested"] == "auto"
+        assert values["fusion_runtime"].startswith("onnxruntime"), values
+        assert "tensorrt" in values["fusion_runtime_skipped"], values
 
 
 def test_end_to_end_pairs_in_pairs_out(harness: Harness, node: NodeProcess) -> None:
@@ -160,6 +165,7 @@ def test_runtime_preference_switch(harness: Harness, node: NodeProcess) -> None:
     assert not _set(client, "preference", "   ")
     assert not _set(client, "detector.conf", 1.5)
     assert not _set(client, "sync.queue_size", 3)
+    assert not _set(client, "fusion.runtime", "cuda_magic")
     assert _set(client, "preference", "balanced")
     assert node.alive()
 
