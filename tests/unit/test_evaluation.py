@@ -50,8 +50,8 @@ def test_evaluate_scores_every_method_on_its_label_set(pairs_dir: Path, detector
     result = evaluate(dataset, methods, detector_config=DetectorConfig(weights=detector_weights, conf=0.001),
                       progress=False)
     by_name = {m.name: m for m in result.methods}
-    assert set(by_name["infrared-only"].detection_scores) == {"ir", "union"}
-    assert set(by_name["visible-only"].detection_scores) == {"vi", "union"}
+    assert set(by_name["infrared-only"].detection_scores) == {"ir", "fused", "union"}
+    assert set(by_name["visible-only"].detection_scores) == {"vi", "fused", "union"}
     assert set(by_name["classical/detection"].detection_scores) == {"fused", "union"}
     assert by_name["avg"].missing == ["s03"] and len(by_name["avg"].stems) == 3
     for m in result.methods:

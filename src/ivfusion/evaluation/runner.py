@@ -2,8 +2,9 @@
 
 One evaluator for every method (ours, classical baselines, peers' precomputed outputs, single sources), so
 the tables compare like with like. Detection is scored the way the labels were made: infrared-only against
-the infrared labels, visible-only against the visible labels, fused frames against the fused labels, and
-everything against the union of infrared and visible labels (people seen in either band).
+the infrared labels, visible-only against the visible labels, fused frames against the fused labels; and
+everything (sources too) against the fused labels and against the union of infrared and visible labels (people
+seen in either band), so that a fused frame and a single band are also compared on one ground truth.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def evaluate(
 
     for method, res in zip(methods, results):
         for label_set in label_sets:
-            if label_set in ("union", label_set_for(method)):
+            # every method is also scored on the fused frames' labels and on the union: one common ground truth
+            if label_set in ("union", "fused", label_set_for(method)):
                 res.detection_scores[label_set] = _score(folder, res, label_set)
     return EvalResult(dataset.name, dataset.split, len(dataset.stems), tuple(METRICS) if metrics else (),
                       results, label_sets, deviations if reference is not None else None, grid_inputs)
