@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 
 from ivfusion.models.student import StudentFusionNet
 from ivfusion.training.trainer import latest_checkpoint, train
 
-
-def _pairs(root, n=3, h=40, w=52):
-    rng = np.random.default_rng(0)
-    (root / "ir").mkdir(parents=True), (root / "vi").mkdir()
-    yy, xx = np.mgrid[0:h, 0:w]
-    for i in range(n):
-        t = ((np.sin(xx / (3 + i)) + 1) * 100 + rng.integers(0, 20, (h, w))).astype(np.uint8)
-        rgb = np.stack([(yy * 5 + i * 20) % 256, (xx * 4) % 256, rng.integers(0, 256, (h, w))], -1).astype(np.uint8)
-        cv2.imwrite(str(root / "ir" / f"s{i}.png"), t)
-        cv2.imwrite(str(root / "vi" / f"s{i}.png"), rgb)
+from tests.unit.tiny_data import write_tiny_pairs
 
 
 def _cfg(data, out, steps):
@@ -36,7 +26,7 @@ def _cfg(data, out, steps):
 
 
 def test_train_five_steps_checkpoint_and_resume(tmp_path):
-    _pairs(tmp_path / "data")
+    write_tiny_pairs(tmp_path / "data")
     out = tmp_path / "run"
     final = train(_cfg(tmp_path / "data", out, 5), progress=False)
     ckpt = latest_checkpoint(out)

@@ -36,6 +36,7 @@ from torch import nn
 
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import rgb_to_ycbcr, ycbcr_to_rgb
+from ivfusion.models.pretrained import CONFIG_NAME, WEIGHTS_NAME, constructor_args, read_pretrained
 
 #: Synthetic degradations the ``auto`` head recognises (multi-label), in logit order.
 DEGRADATIONS: tuple[str, ...] = (
@@ -44,7 +45,7 @@ DEGRADATIONS: tuple[str, ...] = (
 #: Per-pixel coefficients predicted by the grid, in channel order.
 COEFFICIENTS: tuple[str, ...] = ("a_thermal", "b_visible", "c_offset", "d_detail", "s_chroma")
 _COEF_INIT = (0.5, 0.5, 0.0, 0.5, 1.0)
-CONFIG_NAME, WEIGHTS_NAME, PRESETS_NAME = "config.json", "model.safetensors", "presets.safetensors"
+PRESETS_NAME = "presets.safetensors"
 FORMAT_VERSION = 1
 
 
@@ -249,27 +250,16 @@ class StudentFusionNet(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> StudentFusionNet:
-        known = set(cls.__init__.__kwdefaults__ or {})
-        args = {k: v for k, v in config.items() if not k.startswith("_")}
-        unknown = set(args) - known
-        if unknown:
-            raise ConfigError(f"student config: unknown keys {sorted(unknown)}")
-        return cls(**args)
+        return cls(**constructor_args(cls, config, "student"))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> StudentFusionNet:
         from safetensors.torch import load_file
 
-        directory = Path(directory)
-        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for p in (cfg_path, w_path):
-            if not p.exists():
-                raise ConfigError(f"student: {p} does not exist (a save_pretrained folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
-        doc = json.loads(cfg_path.read_text())
-        if doc.get("_format_version", FORMAT_VERSION) > FORMAT_VERSION:
-            raise ConfigError(f"student: {cfg_path} has format version {doc['_format_version']}; this code reads <= {FORMAT_VERSION}")
+        doc, w_path = read_pretrained(directory, "student", FORMAT_VERSION)
         model = cls.from_config(doc)
         model.load_state_dict(load_file(str(w_path), device=map_location))
+        directory = Path(directory)
         p_path = directory / PRESETS_NAME
         if p_path.exists():
             model.preset_embeddings = dict(load_file(str(p_path), device=map_location))

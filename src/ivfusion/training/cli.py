@@ -1,4 +1,8 @@
-"""``ivfusion train student --config config/train/student.yaml [--output-dir DIR] [--steps N] [--stop-at-step N] [--no-resume]``."""
+"""``ivfusion train student|paldm|idpo|distill --config CONFIG.yaml [--output-dir DIR] [--steps N] [--no-resume]``.
+
+``student``: the fusion network (docs/student.md); ``paldm`` / ``idpo``: the diffusion teacher; ``distill``: the
+teacher's outputs into the student (docs/teacher.md).
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,52 @@ import argparse
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ivfusion train", description="Train a fusion model.")
     sub = p.add_subparsers(dest="what", required=True)
-    s = sub.add_parser("student", help="the preference-conditioned student fusion network")
-    s.add_argument("--config", required=True, help="YAML training config (config/train/student.yaml)")
-    s.add_argument("--output-dir", help="override output_dir")
-    s.add_argument("--steps", type=int, help="override train.steps")
-    s.add_argument("--max-minutes", type=float, help="override train.max_minutes (stop and save at this wall time)")
-    s.add_argument("--stop-at-step", type=int, help="stop and save at this step, keeping the LR schedule of train.steps")
-    s.add_argument("--no-resume", action="store_true", help="ignore checkpoints in output_dir")
-    s.add_argument("--no-progress", action="store_true")
+    for name, help_text in (("student", "the preference-conditioned student fusion network (config/train/student.yaml)"),
+                            ("paldm", "the teacher: property-aligned latent diffusion (config/train/paldm.yaml)"),
+                            ("idpo", "the teacher: IDPO fine-tuning PALDM -> PCLDM (config/train/idpo.yaml)"),
+                            ("distill", "the teacher's outputs into the student (config/train/distill.yaml)")):
+        t = sub.add_parser(name, help=help_text)
+        t.add_argument("--config", required=True, help="YAML training config")
+        t.add_argument("--output-dir", help="override output_dir")
+        t.add_argument("--steps", type=int, help="override train.steps")
+        t.add_argument("--max-minutes", type=float, help="override train.max_minutes (stop and save at this wall time)")
+        t.add_argument("--threads", type=int, help="override train.threads (CPU threads for torch)")
+        if name == "student":
+            t.add_argument("--stop-at-step", type=int,
+                           help="stop and save at this step, keeping the LR schedule of train.steps")
+        t.add_argument("--no-resume", action="store_true", help="ignore checkpoints in output_dir")
+        t.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.what in ("paldm", "idpo", "distill"):
+        return _teacher(args)
 
     from ivfusion.training.trainer import load_config, train
 
-    cfg = load_config(args.config)
-    if args.output_dir:
-        cfg["output_dir"] = args.output_dir
-    if args.steps is not None:
-        cfg["train"]["steps"] = args.steps
-    if args.max_minutes is not None:
-        cfg["train"]["max_minutes"] = args.max_minutes
-    if args.stop_at_step is not None:
-        cfg["train"]["stop_at_step"] = args.stop_at_step
+    cfg = _override(load_config(args.config), args)
     final = train(cfg, resume=not args.no_resume, progress=not args.no_progress)
     print(f"saved {final}")
     return 0
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from ivfusion.teacher import distill
+    from ivfusion.teacher import train as teacher
+
+    sections = {"paldm": teacher.PALDM_SECTIONS, "idpo": teacher.IDPO_SECTIONS, "distill": distill.DISTILL_SECTIONS}
+    cfg = _override(teacher.load_config(args.config, sections[args.what]), args)
+    run = {"paldm": teacher.train_paldm, "idpo": teacher.train_idpo, "distill": distill.train_distill}[args.what]
+    final = run(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    print(f"saved {final}")
+    return 0
+
+
+def _override(cfg: dict, args: argparse.Namespace) -> dict:
+    """Command-line overrides of the YAML (output_dir and train.*), the same for every subcommand."""
+    if args.output_dir:
+        cfg["output_dir"] = args.output_dir
+    for key in ("steps", "max_minutes", "threads", "stop_at_step"):
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg["train"][key] = value
+    return cfg
+

@@ -61,7 +61,8 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of ``base`` (shared by the student and teacher trainers)."""
     if step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -131,7 +132,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
         for batch in loader:
             if step >= steps:
                 break
-            lr = _lr_at(step, steps, base_lr, warmup)
+            lr = lr_at(step, steps, base_lr, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             o = model(batch["thermal_in"], batch["rgb_in"], batch["preference"])

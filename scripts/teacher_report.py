@@ -1,0 +1,248 @@
+"""Measure the teacher (docs/teacher.md): property grid, per-code metric shifts, PALDM vs PCLDM, MSRS mAP.
+
+    .venv/bin/python scripts/teacher_report.py grid    --model outputs/train/paldm/final
+    .venv/bin/python scripts/teacher_report.py codes   --model outputs/train/paldm/final --limit 34
+    .venv/bin/python scripts/teacher_report.py compare --idpo-config config/train/idpo.yaml \
+        --pcldm outputs/train/idpo/final
+    .venv/bin/python scripts/teacher_report.py map --paldm outputs/train/paldm/final --pcldm outputs/train/idpo/final
+
+Everything is written under ``--out`` (outputs/teacher); held-out data: RoadScene's pinned ``val`` split for
+grid and codes (never trained on), held-out IDPO instances for ``compare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+
+def _prior(model_dir: str):
+    import yaml
+
+    from ivfusion.teacher.properties import PriorConfig
+
+    cfg_file = Path(model_dir).parent / "train_config.yaml"
+    raw = (yaml.safe_load(cfg_file.read_text()) or {}).get("prior") if cfg_file.exists() else None
+    return PriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()})
+
+
+def _val_crops(size: int, limit: int | None, dataset: str = "roadscene") -> list[tuple[str, np.ndarray, np.ndarray]]:
+    from ivfusion.evaluation.datasets import open_dataset
+    from ivfusion.teacher.evaluate import center_crop
+
+    ds = open_dataset(dataset, split="val")
+    out = []
+    for stem in ds.stems[:limit]:
+        s = ds.folder.load(stem)
+        y = cv2.cvtColor(s.rgb, cv2.COLOR_RGB2GRAY)
+        out.append((stem, center_crop(s.thermal, size), center_crop(y, size)))
+    return out
+
+
+def cmd_grid(args) -> None:
+    from ivfusion.teacher.evaluate import property_grid
+    from ivfusion.teacher.paldm import PALDM
+
+    model = PALDM.from_pretrained(args.model)
+    crops = _val_crops(args.size, None)
+    pick = [crops[i] for i in np.linspace(0, len(crops) - 1, args.rows).round().astype(int)]
+    grid = property_grid(model, pick, steps=args.steps, tile=args.tile, prior=_prior(args.model))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out / "paldm_property_grid.png"), grid)
+    small = cv2.resize(grid, (grid.shape[1] * 2 // 3, grid.shape[0] * 2 // 3), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(out / "paldm_property_grid_small.jpg"), small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    print(f"wrote {out / 'paldm_property_grid.png'} {grid.shape}")
+
+
+def cmd_codes(args) -> None:
+    from ivfusion.teacher.evaluate import code_metrics
+    from ivfusion.teacher.paldm import PALDM
+
+    torch.set_num_threads(args.threads)
+    model = PALDM.from_pretrained(args.model)
+    crops = [(t, y) for _, t, y in _val_crops(args.size, args.limit)]
+    res = code_metrics(model, crops, _prior(args.model), steps=args.steps)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}_codes.json").write_text(json.dumps(res, indent=2))
+    cols = ["code_accuracy", "L1_own_target", "corr_T", "prior_corr_T", "corr_V", "SD", "prior_SD", "SF", "prior_SF",
+            "MI", "VIF", "Qabf"]
+    print("| code | " + " | ".join(cols) + " |\n" + "|---" * (len(cols) + 1) + "|")
+    for code, r in res.items():
+        print(f"| {code} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+
+
+def _idpo_setup(args):
+    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.train import IDPO_SECTIONS, embedder, load_config, prepare_preferences
+
+    cfg = load_config(args.idpo_config, IDPO_SECTIONS)
+    paldm = PALDM.from_pretrained(cfg["init_from"])
+    prefs = prepare_preferences(cfg, paldm, progress=False)
+    embed = embedder(cfg["data"].get("text_encoder", "minilm"), paldm.text_dim)
+    return cfg, paldm, prefs, embed
+
+
+def cmd_compare(args) -> None:
+    from ivfusion.teacher.evaluate import compare_on_instances
+    from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
+    from ivfusion.teacher.paldm import PALDM
+
+    torch.set_num_threads(args.threads)
+    cfg, paldm, prefs, embed = _idpo_setup(args)
+    pcldm = PALDM.from_pretrained(args.pcldm)
+    rows = [p for p in prefs["pairs"] if p["held_out"]]
+    texts = sorted({p["text"] for p in rows})
+    embeddings = dict(zip(texts, embed(texts)))
+    oc = cfg.get("oracles") or {}
+    oracles = {"detection": DetectionOracle(**(oc.get("detection") or {})),
+               "visual": VisualOracle(**(oc.get("visual") or {}))}
+    text_codes = {}
+    if "text" in oc:
+        t = TextOracle(oc["text"]["prompts"], embed)
+        text_codes = {p: t.code_for(i)[0] for i, p in enumerate(t.prompts)}
+    res = compare_on_instances(paldm, pcldm, prefs, rows, embeddings, steps=args.steps, oracles=oracles,
+                               prior=_prior(cfg["init_from"]), text_codes=text_codes)
+    res["text_prompt_codes"] = {p: c for p, c in text_codes.items()}
+    _before_after_grid(paldm, pcldm, prefs, rows, embeddings, args.steps, Path(args.out) / "idpo_before_after.png")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "idpo_compare.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+
+
+def _before_after_grid(paldm, pcldm, prefs, rows, embeddings, steps: int, path: Path, per_oracle: int = 3) -> None:
+    """Held-out instances: IR | VI | PALDM (standard code) | PCLDM (standard code + preference), box drawn."""
+    from ivfusion.teacher.data import instance_patch, to_tensor
+    from ivfusion.teacher.evaluate import _label, to_uint8
+    from ivfusion.teacher.properties import STANDARD
+
+    lines = []
+    for oracle in sorted({r["oracle"] for r in rows}):
+        for r in [r for r in rows if r["oracle"] == oracle][:per_oracle]:
+            inst = prefs["instances"][r["instance"]]
+            t, y = instance_patch(prefs["images"], inst, prefs["patch"])
+            tt, yy = to_tensor(t).unsqueeze(0), to_tensor(y).unsqueeze(0)
+            g = lambda: torch.Generator().manual_seed(r["instance"])  # noqa: E731
+            before = to_uint8(paldm.sample(tt, yy, STANDARD.index, None, steps=steps, generator=g())[0])
+            after = to_uint8(pcldm.sample(tt, yy, STANDARD.index, embeddings[r["text"]].view(1, -1), steps=steps,
+                                          generator=g())[0])
+            tiles = []
+            for img, label in ((t, f"IR ({oracle})"), (y, "VI"), (before, "PALDM"), (after, "PCLDM")):
+                tile = _label(img, label)
+                x1, y1, x2, y2 = inst.box
+                cv2.rectangle(tile, (x1, y1), (x2 - 1, y2 - 1), (0, 200, 255), 1)
+                tiles.append(tile)
+            lines.append(np.concatenate(tiles, axis=1))
+    if lines:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.concatenate(lines, axis=0))
+
+
+def cmd_map(args) -> None:
+    from ivfusion.evaluation.datasets import open_dataset
+    from ivfusion.evaluation.runner import evaluate
+    from ivfusion.fusion.preference import PRESETS
+    from ivfusion.teacher.evaluate import TeacherMethod
+    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.train import embedder
+
+    torch.set_num_threads(args.threads)
+    ds = open_dataset("msrs", split="all", limit=args.limit)
+    methods = []
+    if args.paldm:
+        methods.append(TeacherMethod(PALDM.from_pretrained(args.paldm), "PALDM/standard", steps=args.steps))
+    if args.pcldm:
+        pcldm = PALDM.from_pretrained(args.pcldm)
+        emb = dict(zip(args.preferences, embedder("minilm", pcldm.text_dim)([PRESETS[p] for p in args.preferences])))
+        methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
+    res = evaluate(ds, methods, metrics=True, detection=True)
+    out = {}
+    for m in res.methods:
+        det = {k: {"mAP50": float(v.map50), "mAP50_95": float(v.map50_95)} for k, v in m.detection_scores.items()}
+        out[m.name] = {"metrics": {k: m.mean(k) for k in res.metric_names}, "detection": det}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"msrs_map_{args.tag}.json").write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+def cmd_speed(args) -> None:
+    """Median wall time of one 640x512 frame: teacher (DDIM steps) vs student (PyTorch), same threads."""
+    import time
+
+    from ivfusion.models.student import StudentFusionNet
+    from ivfusion.teacher.paldm import PALDM
+
+    torch.set_num_threads(args.threads)
+    teacher, student = PALDM.from_pretrained(args.model), StudentFusionNet.from_pretrained("models/student").eval()
+    t, rgb = torch.rand(1, 1, 512, 640), torch.rand(1, 3, 512, 640)
+    pref = student.preset("balanced")
+
+    def median_ms(fn, runs: int) -> float:
+        fn()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1000)
+        return float(np.median(times))
+
+    with torch.no_grad():
+        res = {"threads": args.threads, "frame": "640x512"}
+        for steps in args.steps_list:
+            res[f"teacher_{steps}_steps_ms"] = median_ms(lambda: teacher.sample(t, t, 4, steps=steps), args.runs)
+        res["student_pytorch_ms"] = median_ms(lambda: student(t, rgb, pref), 20)
+    for steps in args.steps_list:
+        res[f"ratio_{steps}_steps"] = res[f"teacher_{steps}_steps_ms"] / res["student_pytorch_ms"]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "speed.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("grid")
+    g.add_argument("--model", required=True)
+    g.add_argument("--rows", type=int, default=3)
+    g.add_argument("--size", type=int, default=192)
+    g.add_argument("--tile", type=int, default=128)
+    g.add_argument("--steps", type=int, default=10)
+    c = sub.add_parser("codes")
+    c.add_argument("--model", required=True)
+    c.add_argument("--name", default="paldm")
+    c.add_argument("--size", type=int, default=128)
+    c.add_argument("--limit", type=int, default=34)
+    c.add_argument("--steps", type=int, default=10)
+    k = sub.add_parser("compare")
+    k.add_argument("--idpo-config", required=True)
+    k.add_argument("--pcldm", required=True)
+    k.add_argument("--steps", type=int, default=8)
+    m = sub.add_parser("map")
+    m.add_argument("--paldm")
+    m.add_argument("--pcldm")
+    m.add_argument("--preferences", nargs="+", default=["detection", "visual"])
+    m.add_argument("--tag", default="teacher")
+    m.add_argument("--limit", type=int)
+    m.add_argument("--steps", type=int, default=5)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--steps-list", type=int, nargs="+", default=[1, 8])
+    sp.add_argument("--runs", type=int, default=3)
+    for p in (g, c, k, m, sp):
+        p.add_argument("--out", default="outputs/teacher")
+        p.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    {"grid": cmd_grid, "codes": cmd_codes, "compare": cmd_compare, "map": cmd_map, "speed": cmd_speed}[args.cmd](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""The ``save_pretrained`` folder format shared by the student and the teacher (diffusers-style).
+
+A folder holds ``config.json`` (constructor arguments plus ``_class_name`` / ``_format_version``) next to
+``model.safetensors``; reading one never unpickles anything. Both model classes call these two helpers so that
+both report a missing file, an unknown key or a too-new format the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ivfusion.errors import ConfigError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def constructor_args(cls: type, config: dict[str, Any], what: str) -> dict[str, Any]:
+    """``config`` without its ``_`` bookkeeping keys, checked against ``cls.__init__``'s keyword-only arguments."""
+    known = set(cls.__init__.__kwdefaults__ or {})
+    args = {k: v for k, v in config.items() if not k.startswith("_")}
+    unknown = set(args) - known
+    if unknown:
+        raise ConfigError(f"{what} config: unknown keys {sorted(unknown)}")
+    return args
+
+
+def read_pretrained(directory: str | Path, what: str, format_version: int) -> tuple[dict[str, Any], Path]:
+    """The parsed ``config.json`` of a ``save_pretrained`` folder and the path of its weights."""
+    directory = Path(directory)
+    cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.exists():
+            raise ConfigError(f"{what}: {p} does not exist (a save_pretrained folder holds {CONFIG_NAME} and "
+                              f"{WEIGHTS_NAME})")
+    doc = json.loads(cfg_path.read_text())
+    if doc.get("_format_version", format_version) > format_version:
+        raise ConfigError(f"{what}: {cfg_path} has format version {doc['_format_version']}; this code reads "
+                          f"<= {format_version}")
+    return doc, w_path

@@ -1,0 +1,114 @@
+"""Distillation: the teacher's (PCLDM's) fused luminance per preference becomes a target for the student.
+
+1. ``cache_teacher_outputs`` -- fixed random crops of the training pairs; for each crop and each preset, one
+   DDIM sample of the teacher conditioned on the standard property code and the preset's 384-d embedding (the
+   *same* embedding the student receives: ``models/student/presets.safetensors``). Stored once as uint8 in a
+   safetensors file; sampling is the expensive part, training then reads the cache.
+2. ``train_distill`` -- fine-tunes the shipped student: L1 between the student's fused luminance and the
+   teacher's, plus the student's own fusion losses (``ivfusion.training.losses.fusion_loss`` with each
+   preset's weights) as a regulariser that keeps colour and the unsupervised properties, so the student
+   cannot simply copy the teacher's artefacts. The result is a normal student folder (``save_pretrained``);
+   shipping it as default is a separate, measured decision (docs/teacher.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ivfusion.errors import ConfigError
+from ivfusion.teacher.data import Image, to_tensor
+from ivfusion.teacher.paldm import PALDM
+from ivfusion.teacher.properties import STANDARD
+
+DISTILL_SECTIONS = ("output_dir", "teacher", "student_init", "data", "presets", "train", "loss")
+
+
+@torch.no_grad()
+def cache_teacher_outputs(teacher: PALDM, images: list[Image], embeddings: dict[str, torch.Tensor], *, patch: int,
+                          crops_per_image: int, steps: int, seed: int, out_file: Path, progress: bool = True
+                          ) -> dict[str, torch.Tensor]:
+    """Teacher outputs per preset on fixed crops; written to (and reused from) ``out_file`` (safetensors)."""
+    from safetensors.torch import load_file, save_file
+
+    names = sorted(embeddings)
+    if out_file.exists():
+        cached = load_file(str(out_file))
+        if cached["teacher"].shape[1] == len(names):
+            return cached
+    rng = np.random.default_rng(seed)
+    th, rgb, ys = [], [], []
+    for i, img in enumerate(tqdm(images, desc="teacher outputs (cached)", unit="pair", disable=not progress)):
+        h, w = img.thermal.shape
+        if min(h, w) < patch:
+            continue
+        for _ in range(crops_per_image):
+            y0, x0 = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
+            t = img.thermal[y0:y0 + patch, x0:x0 + patch]
+            v = img.vis_y[y0:y0 + patch, x0:x0 + patch]
+            tt = to_tensor(t).unsqueeze(0).expand(len(names), -1, -1, -1)
+            vv = to_tensor(v).unsqueeze(0).expand(len(names), -1, -1, -1)
+            pref = torch.stack([embeddings[n].view(-1) for n in names])
+            out = teacher.sample(tt, vv, STANDARD.index, pref, steps=steps, shared_noise=True,
+                                 generator=torch.Generator().manual_seed(seed * 7919 + len(th)))
+            th.append(torch.from_numpy(np.ascontiguousarray(t)).view(1, patch, patch))
+            rgb.append(torch.from_numpy(np.ascontiguousarray(img.rgb[y0:y0 + patch, x0:x0 + patch])).permute(2, 0, 1))
+            ys.append((out * 255 + 0.5).clamp(0, 255).byte())
+    if not th:
+        raise ConfigError(f"distillation: no image is at least {patch} px on each side")
+    cache = {"thermal": torch.stack(th), "rgb": torch.stack(rgb), "teacher": torch.stack(ys)}
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file(cache, str(out_file), metadata={"presets": ",".join(names)})
+    return cache
+
+
+def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) -> Path:
+    """Fine-tune the student on cached teacher outputs (config/train/distill.yaml); returns ``final/``."""
+    from ivfusion.models.color import luma
+    from ivfusion.models.student import StudentFusionNet
+    from ivfusion.teacher.data import load_images
+    from ivfusion.teacher.train import _Loop
+    from ivfusion.training.losses import PresetLoss, fusion_loss
+
+    tcfg, dcfg, lcfg = cfg["train"], cfg["data"], cfg.get("loss") or {}
+    torch.set_num_threads(int(tcfg.get("threads", torch.get_num_threads())))
+    student = StudentFusionNet.from_pretrained(cfg["student_init"])
+    teacher = PALDM.from_pretrained(cfg["teacher"])
+    names = sorted(cfg["presets"])
+    missing = set(names) - set(student.preset_embeddings)
+    if missing:
+        raise ConfigError(f"distillation presets without a cached student embedding: {sorted(missing)}")
+    embeddings = {n: student.preset_embeddings[n].float() for n in names}
+    weights = torch.stack([PresetLoss(**(cfg["presets"][n] or {})).as_tensor() for n in names])
+    images, _ = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
+    cache = cache_teacher_outputs(teacher, images, embeddings, patch=int(dcfg.get("patch", 128)),
+                                  crops_per_image=int(dcfg.get("crops_per_image", 2)), steps=int(dcfg.get("steps", 8)),
+                                  seed=int(tcfg.get("seed", 0)),
+                                  out_file=Path(cfg["output_dir"]) / "teacher_cache.safetensors",
+                                  progress=progress)
+    del teacher
+    n, seed, batch_size = cache["thermal"].shape[0], int(tcfg.get("seed", 0)), int(tcfg.get("batch_size", 8))
+    w_kd, w_reg = float(lcfg.get("distill", 1.0)), float(lcfg.get("fusion", 0.2))
+    loop = _Loop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
+
+    def step_fn(step: int):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(0, n, (batch_size,), generator=g)
+        k = torch.randint(0, len(names), (batch_size,), generator=g)
+        t = cache["thermal"][idx].float().div(255)
+        rgb = cache["rgb"][idx].float().div(255)
+        y_t = cache["teacher"][idx, k].float().div(255)
+        if torch.rand((), generator=g) < 0.5:
+            t, rgb, y_t = t.flip(-1), rgb.flip(-1), y_t.flip(-1)
+        pref = torch.stack([embeddings[names[j]] for j in k.tolist()])
+        o = loop.model(t, rgb, pref)
+        l_kd = F.l1_loss(o.y, y_t)
+        l_reg, parts = fusion_loss(o.y, o.rgb, t, luma(rgb), rgb, weights[k], None)
+        return w_kd * l_kd + w_reg * l_reg, {"kd": l_kd.item(), "fusion": l_reg.item()}
+
+    return loop.run(step_fn)

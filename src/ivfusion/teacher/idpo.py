@@ -1,0 +1,115 @@
+"""IDPO: Diffusion-DPO (Wallace et al. 2023) restricted to an instance mask, against a frozen reference.
+
+For a preference pair (winner latents x_w, loser x_l) of one instance, the policy and the frozen reference
+see the same noise and timestep. With e(m, x) = the model's masked mean squared error (in its prediction
+space: epsilon, x0 or v) inside the instance box,
+
+    inside = -beta / 2 * ((e(pol, x_w) - e(pol, x_l)) - (e(ref, x_w) - e(ref, x_l)))
+    loss   = -log sigmoid(inside)
+
+``inside`` is the implicit reward margin (how much more the policy than the reference prefers the winner);
+DPO accuracy is the fraction of pairs with ``inside > 0``. Restricting the errors to the mask is what makes it
+*instance* DPO: the oracle judged that region, so only that region is pushed (DPOFusion's IDPO).
+
+Also here: candidate generation (one PALDM sample per property code per instance) and turning oracle verdicts
+into cached preference pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ivfusion.errors import ConfigError
+from ivfusion.teacher.data import Image, Instance, instance_patch, to_tensor
+from ivfusion.teacher.oracles import Oracle
+from ivfusion.teacher.paldm import PALDM
+from ivfusion.teacher.properties import NUM_CODES, STANDARD
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error over the masked latent pixels (all channels): (B,C,h,w) x3 -> (B,)."""
+    if mask.shape[1] != 1:
+        raise ConfigError(f"IDPO mask must be (B,1,h,w), got {tuple(mask.shape)}")
+    se = (pred - target).pow(2).mean(dim=1, keepdim=True) * mask
+    return se.sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1.0)
+
+
+@dataclass(frozen=True)
+class DPOStats:
+    loss: torch.Tensor  # scalar
+    margin: torch.Tensor  # (B,) implicit reward margin ("inside")
+    accuracy: float  # fraction of margins > 0
+
+
+def dpo_loss(policy_w: torch.Tensor, policy_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,
+             beta: float) -> DPOStats:
+    """Diffusion-DPO on per-sample errors (B,) of policy and reference on winners and losers."""
+    inside = -0.5 * beta * ((policy_w - policy_l) - (ref_w - ref_l))
+    return DPOStats(-F.logsigmoid(inside).mean(), inside.detach(), float((inside > 0).float().mean()))
+
+
+def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B,1,H,W) pixel box mask -> (B,1,H/f,W/f): a latent pixel counts if any of its pixels is in the box."""
+    return (F.max_pool2d(mask, factor) > 0).float() if factor > 1 else mask
+
+
+def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], beta: float,
+              generator: torch.Generator | None = None) -> DPOStats:
+    """One IDPO loss evaluation. ``batch``: thermal, vis_y, winner, loser (B,1,P,P) in [0,1], mask, preference.
+
+    ``policy`` may be wrapped (DDP): its forward is called through the wrapper, attributes read from the module.
+    """
+    net, policy = policy, getattr(policy, "module", policy)
+    z_ir, z_vi = policy.encode_sources(batch["thermal"], batch["vis_y"])
+    with torch.no_grad():
+        z_w, z_l = policy.to_latent(batch["winner"], z_ir, z_vi), policy.to_latent(batch["loser"], z_ir, z_vi)
+    b = z_w.shape[0]
+    noise = torch.randn(z_w.shape, generator=generator, dtype=z_w.dtype)
+    t = torch.randint(0, policy.config["num_train_timesteps"], (b,), generator=generator)
+    sched = policy.scheduler
+    x = torch.cat([sched.add_noise(z_w, noise, t), sched.add_noise(z_l, noise, t)])  # same noise and t for w and l
+    tt, zi, zv = torch.cat([t, t]), torch.cat([z_ir, z_ir]), torch.cat([z_vi, z_vi])
+    code = torch.full((2 * b,), STANDARD.index, dtype=torch.long)
+    pref = torch.cat([batch["preference"], batch["preference"]])
+    target = torch.cat([policy.target_for(z_w, noise, t), policy.target_for(z_l, noise, t)])
+    mask = latent_mask(torch.cat([batch["mask"], batch["mask"]]), policy.codec.factor)
+    err = masked_mse(net(x, tt, zi, zv, code, pref), target, mask)
+    with torch.no_grad():
+        ref_err = masked_mse(reference(x, tt, zi, zv, code, pref), target, mask)
+    return dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], beta)
+
+
+@torch.no_grad()
+def generate_candidates(model: PALDM, images: list[Image], instances: Sequence[Instance], patch: int, *,
+                        steps: int, seed: int, progress: bool = True) -> np.ndarray:
+    """(N, NUM_CODES, P, P) uint8: one DDIM sample per property code per instance (same noise for all codes)."""
+    out = np.zeros((len(instances), NUM_CODES, patch, patch), np.uint8)
+    codes = torch.arange(NUM_CODES)
+    for n, inst in enumerate(tqdm(instances, desc="PALDM candidates", unit="instance", disable=not progress)):
+        t, y = instance_patch(images, inst, patch)
+        tt = to_tensor(t).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
+        yy = to_tensor(y).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
+        g = torch.Generator().manual_seed(seed * 100003 + n)
+        fused = model.sample(tt, yy, codes, steps=steps, generator=g, shared_noise=True)
+        out[n] = (fused[:, 0] * 255.0 + 0.5).clamp(0, 255).byte().numpy()
+    return out
+
+
+def preference_pairs(oracles: Sequence[Oracle], images: list[Image], instances: Sequence[Instance],
+                     candidates: np.ndarray, patch: int, progress: bool = True) -> list[dict]:
+    """``[{"instance": n, "oracle": name, "winner": i, "loser": j, "text": preference text}, ...]``."""
+    pairs = []
+    for oracle in oracles:
+        for n, inst in enumerate(tqdm(instances, desc=f"oracle {oracle.name}", unit="instance", disable=not progress)):
+            ir, vi = instance_patch(images, inst, patch)
+            verdict = oracle.prefer(ir, vi, candidates[n], inst.box, n)
+            if verdict is not None:
+                pairs.append({"instance": n, "oracle": oracle.name, "winner": verdict[0], "loser": verdict[1],
+                              "text": oracle.preference_text(n)})
+    return pairs

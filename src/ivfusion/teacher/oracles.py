@@ -1,0 +1,144 @@
+"""Preference oracles: which of PALDM's candidates (one per property code) is preferred for one instance.
+
+Each oracle returns ``(winner, loser)`` candidate indices, or None when it cannot tell them apart (a pair
+with no margin teaches DPO nothing but noise), and names the preference text whose embedding conditions the
+PCLDM on that pair:
+
+* ``detection`` -- the shared YOLO detector (``ivfusion.detection``) on each candidate patch: the score is the
+  highest confidence of a detection overlapping the instance box (IoU >= ``iou``), 0 when it is missed
+  (so recall and confidence both count). Text: the ``detection`` preset description.
+* ``visual`` -- fusion-quality metrics inside the instance box (plus a margin): VIF, Qabf, SD, SF
+  (``ivfusion.metrics.fusion``), each ranked across candidates, ranks averaged. Text: the ``visual`` preset.
+* ``text`` -- a free-text prompt mapped to the property it asks for: the cosine similarity of its sentence
+  embedding (the student's MiniLM encoder) to each code's description (``properties.PropertyCode.text``);
+  nearest code wins, farthest loses. Text: the prompt itself.
+
+Candidates and sources are uint8 luminance patches (K, P, P) and (P, P).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from ivfusion.errors import ConfigError
+from ivfusion.fusion.preference import PRESETS
+from ivfusion.teacher.properties import ALL_CODES
+
+Box = tuple[int, int, int, int]
+Embed = Callable[[list[str]], torch.Tensor]  # texts -> (N, D) unit vectors
+VISUAL_METRICS = ("VIF", "Qabf", "SD", "SF")
+VIF_MIN_SIDE = 48  # VIF filters 'valid' and halves 3 times: 48 px still leaves its 4th scale a 3x3 window
+
+
+class Oracle(Protocol):
+    name: str
+
+    def prefer(self, ir: np.ndarray, vi: np.ndarray, candidates: np.ndarray, box: Box,
+               index: int) -> tuple[int, int] | None: ...
+
+    def preference_text(self, index: int) -> str: ...
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _pick(scores: np.ndarray, min_margin: float) -> tuple[int, int] | None:
+    """Best and worst candidate, or None when they differ by less than ``min_margin``."""
+    w, l = int(np.argmax(scores)), int(np.argmin(scores))
+    return (w, l) if scores[w] - scores[l] >= min_margin else None
+
+
+class DetectionOracle:
+    name = "detection"
+
+    def __init__(self, detector=None, *, iou: float = 0.3, min_margin: float = 0.05) -> None:
+        if detector is None:
+            from ivfusion.detection import Detector, DetectorConfig
+            from ivfusion.training.data import BOX_CLASSES
+
+            detector = Detector(DetectorConfig(conf=0.05, iou=0.5, classes=BOX_CLASSES, imgsz=256))
+        self.detector, self.iou, self.min_margin = detector, iou, min_margin
+
+    def scores(self, candidates: np.ndarray, box: Box) -> np.ndarray:
+        out = []
+        for cand in candidates:
+            dets = self.detector.detect(cv2.cvtColor(cand, cv2.COLOR_GRAY2BGR))
+            out.append(max([d.score for d in dets if _iou((d.x1, d.y1, d.x2, d.y2), box) >= self.iou], default=0.0))
+        return np.asarray(out, np.float64)
+
+    def prefer(self, ir, vi, candidates, box, index):
+        return _pick(self.scores(candidates, box), self.min_margin)
+
+    def preference_text(self, index: int) -> str:
+        return PRESETS["detection"]
+
+
+class VisualOracle:
+    name = "visual"
+
+    def __init__(self, *, metrics: Sequence[str] = VISUAL_METRICS, margin: int = 8, min_side: int = VIF_MIN_SIDE,
+                 min_margin: float = 1.0) -> None:
+        if min_side < VIF_MIN_SIDE:
+            raise ConfigError(f"visual oracle: min_side must be >= {VIF_MIN_SIDE} (VIF's 4 scales), got {min_side}")
+        self.metrics, self.margin, self.min_side, self.min_margin = tuple(metrics), margin, min_side, min_margin
+
+    def region(self, box: Box, size: int) -> tuple[slice, slice]:
+        """The box grown by ``margin`` and to at least ``min_side`` (metrics need windows); shifted, not clipped,
+        to stay inside the patch (a box at the patch border still gets a full-size window)."""
+
+        def span(lo: int, hi: int) -> slice:
+            width = min(size, max(hi - lo + 2 * self.margin, self.min_side))
+            start = int(np.clip(round((lo + hi) / 2 - width / 2), 0, size - width))
+            return slice(start, start + width)
+
+        return span(box[1], box[3]), span(box[0], box[2])
+
+    def table(self, ir: np.ndarray, vi: np.ndarray, candidates: np.ndarray, box: Box) -> np.ndarray:
+        """(K, len(metrics)) metric values of each candidate inside the region."""
+        from ivfusion.metrics.fusion import fusion_metrics
+
+        ys, xs = self.region(box, ir.shape[0])
+        return np.array([[v for v in fusion_metrics(ir[ys, xs], vi[ys, xs], c[ys, xs], self.metrics).values()]
+                         for c in candidates])
+
+    def prefer(self, ir, vi, candidates, box, index):
+        table = self.table(ir, vi, candidates, box)
+        ranks = np.argsort(np.argsort(table, axis=0), axis=0).astype(np.float64)  # 0 = worst per metric
+        return _pick(ranks.mean(axis=1), self.min_margin)
+
+    def preference_text(self, index: int) -> str:
+        return PRESETS["visual"]
+
+
+class TextOracle:
+    name = "text"
+
+    def __init__(self, prompts: Sequence[str], embed: Embed) -> None:
+        if not prompts:
+            raise ConfigError("text oracle: needs at least one prompt")
+        self.prompts = list(prompts)
+        codes = torch.nn.functional.normalize(embed([c.text for c in ALL_CODES]).float(), dim=1)
+        asks = torch.nn.functional.normalize(embed(self.prompts).float(), dim=1)
+        self.similarity = (asks @ codes.t()).numpy()  # (prompts, codes)
+
+    def code_for(self, prompt_index: int) -> tuple[int, int]:
+        """(nearest code, farthest code) of one prompt."""
+        s = self.similarity[prompt_index]
+        return int(np.argmax(s)), int(np.argmin(s))
+
+    def prefer(self, ir, vi, candidates, box, index):
+        w, l = self.code_for(index % len(self.prompts))
+        return (w, l) if w != l else None
+
+    def preference_text(self, index: int) -> str:
+        return self.prompts[index % len(self.prompts)]

@@ -1,0 +1,382 @@
+"""Training loops of the teacher: ``ivfusion train paldm`` and ``ivfusion train idpo`` (YAML in, folder out).
+
+Both share the student's conventions (``ivfusion.training.trainer``): ``accelerate`` places model, optimizer
+and loader; checkpoints hold the weights as safetensors (``save_pretrained``) and the optimizer state as a
+tensors-only file read back with ``weights_only=True``; training resumes from the newest checkpoint in
+``output_dir`` unless told not to; ``log.jsonl`` gets one record per ``log_every`` steps; a tqdm bar shows
+progress; ``max_minutes`` stops early and still saves.
+
+PALDM loss (the "joint conditional loss"): the diffusion loss in the model's prediction space, plus, weighted
+by alpha_bar(t) (only where the predicted x0 is meaningful), L1 and Sobel-gradient L1 between the decoded
+predicted x0 and the code's prior target in pixel space, which ties each code to its intensity and detail
+property rather than only to its latent statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from ivfusion.errors import ConfigError
+from ivfusion.teacher.paldm import PALDM
+from ivfusion.teacher.properties import NUM_CODES, PriorConfig, fusion_prior
+from ivfusion.training.trainer import latest_checkpoint, lr_at
+
+PALDM_SECTIONS = ("output_dir", "model", "prior", "data", "train", "loss")
+IDPO_SECTIONS = ("output_dir", "init_from", "data", "oracles", "train", "eval")
+
+
+def load_config(path: str | Path, sections: tuple[str, ...]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"training config {path} does not exist")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    unknown = set(cfg) - set(sections)
+    if unknown:
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {', '.join(sections)}")
+    for key in ("output_dir", "data", "train"):
+        if key not in cfg:
+            raise ConfigError(f"{path}: missing section {key!r}")
+    return cfg
+
+
+def _sobel(x: torch.Tensor) -> torch.Tensor:
+    from ivfusion.training.losses import sobel_magnitude
+
+    return sobel_magnitude(x)
+
+
+def paldm_loss(model: PALDM, thermal: torch.Tensor, vis_y: torch.Tensor, code: torch.Tensor, prior: PriorConfig,
+               w_pixel: float, w_grad: float, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Joint conditional loss of one batch (see the module docstring) and its parts.
+
+    ``model`` may be wrapped (DistributedDataParallel under ``accelerate launch``): the forward goes through
+    the wrapper (gradient sync), attributes come from the wrapped module.
+    """
+    net, model = model, getattr(model, "module", model)
+    target_y = fusion_prior(thermal, vis_y, code, prior)
+    z_ir, z_vi = model.encode_sources(thermal, vis_y)
+    with torch.no_grad():
+        z0 = model.to_latent(target_y, z_ir, z_vi)
+    b = thermal.shape[0]
+    noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+    t = torch.randint(0, model.config["num_train_timesteps"], (b,), generator=generator)
+    noisy = model.scheduler.add_noise(z0, noise, t)
+    pred = net(noisy, t, z_ir, z_vi, code, None)
+    l_diff = (pred - model.target_for(z0, noise, t)).pow(2).mean()
+    ab = model.alphas_cumprod[t].view(-1, 1, 1, 1)
+    y_hat = model.from_latent(model.predicted_x0(pred, noisy, t), z_ir, z_vi)
+    l_pix = (ab * (y_hat - target_y).abs()).mean()
+    l_grad = (ab * (_sobel(y_hat) - _sobel(target_y)).abs()).mean()
+    total = l_diff + w_pixel * l_pix + w_grad * l_grad
+    return total, {"diff": l_diff.item(), "pix": l_pix.item(), "grad": l_grad.item()}
+
+
+class _Loop:
+    """What both stages share: accelerator, optimizer, resume, checkpoints, log, progress bar, time budget."""
+
+    def __init__(self, cfg: dict[str, Any], model: PALDM, params, *, resume: bool, progress: bool, name: str) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.tcfg = cfg["train"]
+        self.out = Path(cfg["output_dir"])
+        self.accelerator = Accelerator(cpu=bool(self.tcfg.get("cpu", not torch.cuda.is_available())))
+        set_seed(int(self.tcfg.get("seed", 0)))
+        if "threads" in self.tcfg:
+            torch.set_num_threads(int(self.tcfg["threads"]))
+        self.steps = int(self.tcfg["steps"])
+        self.base_lr, self.warmup = float(self.tcfg.get("lr", 2e-4)), int(self.tcfg.get("warmup", 50))
+        decay = float(self.tcfg.get("weight_decay", 0.0))
+        self.optimizer = torch.optim.AdamW(params, lr=self.base_lr, weight_decay=decay)
+        self.step = 0
+        ckpt = latest_checkpoint(self.out) if resume else None
+        if ckpt is not None:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+            self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+            self.step = int(json.loads((ckpt / "state.json").read_text())["step"])
+            self.accelerator.print(f"resumed from {ckpt} at step {self.step}")
+        self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "train_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.log_every = int(self.tcfg.get("log_every", 25))
+        self.ckpt_every = int(self.tcfg.get("checkpoint_every", 500))
+        self.keep = int(self.tcfg.get("keep_checkpoints", 2))
+        self.max_minutes = float(self.tcfg.get("max_minutes", 0)) or None
+        self.start = time.monotonic()
+        self.bar = tqdm(total=self.steps, initial=self.step, desc=f"train {name}", unit="step", disable=not progress)
+        self.log = (self.out / "log.jsonl").open("a")
+
+    def run(self, step_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]]) -> Path:
+        """Call ``step_fn(step) -> (loss, parts)`` until ``steps`` (or the time budget); returns ``final/``."""
+        self.model.train()
+        while self.step < self.steps:
+            lr = lr_at(self.step, self.steps, self.base_lr, self.warmup)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss, parts = step_fn(self.step)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"{self.out}: loss became {loss.item()} at step {self.step}; lower train.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
+            self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.step += 1
+            self.bar.update(1)
+            if self.step % self.log_every == 0 or self.step == self.steps:
+                rec = {"step": self.step, "lr": lr, "loss": loss.item(), **parts,
+                       "minutes": (time.monotonic() - self.start) / 60}
+                self.log.write(json.dumps(rec) + "\n")
+                self.log.flush()
+                self.bar.set_postfix(loss=f"{rec['loss']:.4f}")
+            over = self.max_minutes is not None and (time.monotonic() - self.start) / 60 > self.max_minutes
+            if self.step % self.ckpt_every == 0 or self.step == self.steps or over:
+                self.checkpoint()
+            if over:
+                self.accelerator.print(f"stopping at step {self.step} (time budget)")
+                break
+        self.bar.close()
+        self.log.close()
+        final = self.out / "final"
+        if self.accelerator.is_main_process:
+            self.accelerator.unwrap_model(self.model).save_pretrained(final)
+        return final
+
+    def checkpoint(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        d = self.out / "checkpoints" / f"step_{self.step:07d}"
+        self.accelerator.unwrap_model(self.model).save_pretrained(d)
+        torch.save(self.optimizer.state_dict(), d / "optimizer.pt")
+        (d / "state.json").write_text(json.dumps({"step": self.step}))
+        for old in sorted((self.out / "checkpoints").glob("step_*"))[:-self.keep]:
+            shutil.rmtree(old)
+
+
+def _batches(dataset, batch_size: int, seed: int, start_step: int):
+    """Endless shuffled batches; epoch e reshuffles with (seed, e) so a resumed run sees fresh crops."""
+    from torch.utils.data import DataLoader
+
+    epoch = start_step * batch_size // max(1, len(dataset))
+    while True:
+        dataset.epoch = epoch
+        loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(seed + epoch))
+        yield from loader
+        epoch += 1
+
+
+def train_paldm(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) -> Path:
+    """Train PALDM per ``cfg`` (config/train/paldm.yaml); returns the final ``save_pretrained`` folder."""
+    from ivfusion.teacher.data import RandomPatches, load_images
+
+    dcfg, lcfg, tcfg = cfg["data"], cfg.get("loss", {}), cfg["train"]
+    model = PALDM.from_config(cfg.get("model", {}))
+    prior = PriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.get("prior") or {}).items()})
+    images, _ = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
+    patch = int(dcfg.get("patch", 128))
+    if patch % model.multiple:
+        raise ConfigError(f"data.patch {patch} must be a multiple of {model.multiple}")
+    seed, batch_size = int(tcfg.get("seed", 0)), int(tcfg.get("batch_size", 8))
+    loop = _Loop(cfg, model, model.parameters(), resume=resume, progress=progress, name="paldm")
+    batches = _batches(RandomPatches(images, patch, seed), batch_size, seed, loop.step)
+    w_pixel, w_grad = float(lcfg.get("pixel", 1.0)), float(lcfg.get("gradient", 1.0))
+
+    def step_fn(step: int):
+        batch = next(batches)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        code = torch.randint(0, NUM_CODES, (batch["thermal"].shape[0],), generator=g)
+        return paldm_loss(loop.model, batch["thermal"], batch["vis_y"], code, prior, w_pixel, w_grad, g)
+
+    return loop.run(step_fn)
+
+
+# -------------------------------------------------------------------------------------------------- IDPO
+def embedder(kind: str, dim: int = 384) -> Callable[[list[str]], torch.Tensor]:
+    """``minilm``: the student's offline sentence encoder; ``hash``: deterministic random unit vectors per text
+    (tests only: no encoder, but equal texts get equal vectors)."""
+    if kind == "minilm":
+        from ivfusion.models.text import TEXT_DIM, shared_encoder
+
+        if dim != TEXT_DIM:
+            raise ConfigError(f"the MiniLM encoder gives {TEXT_DIM}-d embeddings; the teacher's text_dim is {dim}")
+
+        return lambda texts: shared_encoder().encode(texts)
+    if kind == "hash":
+        import zlib
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            rows = [torch.randn(dim, generator=torch.Generator().manual_seed(zlib.crc32(t.encode()))) for t in texts]
+            return torch.nn.functional.normalize(torch.stack(rows), dim=1)
+
+        return embed
+    raise ConfigError(f"data.text_encoder must be 'minilm' or 'hash', got {kind!r}")
+
+
+def build_oracles(ocfg: dict[str, Any], embed) -> list:
+    from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
+
+    oracles = []
+    for name, args in ocfg.items():
+        args = dict(args or {})
+        if name == "detection":
+            oracles.append(DetectionOracle(**args))
+        elif name == "visual":
+            oracles.append(VisualOracle(**args))
+        elif name == "text":
+            oracles.append(TextOracle(args.pop("prompts"), embed))
+        else:
+            raise ConfigError(f"oracles: unknown oracle {name!r} (detection, visual, text)")
+    return oracles
+
+
+def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True) -> dict[str, Any]:
+    """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
+    from safetensors.numpy import load_file as load_np, save_file as save_np
+
+    from ivfusion.teacher.data import find_instances, is_held_out, load_images
+    from ivfusion.teacher.idpo import generate_candidates, preference_pairs
+
+    dcfg = cfg["data"]
+    patch = int(dcfg.get("patch", 128))
+    images, resolved = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
+    instances = find_instances(images, resolved, patch, cache_dir=Path(dcfg.get("cache_dir", "outputs/cache")),
+                               max_per_image=int(dcfg.get("max_per_image", 4)))
+    if dcfg.get("max_instances"):
+        instances = instances[: int(dcfg["max_instances"])]
+    if not instances:
+        raise ConfigError("IDPO: no object instances found in " + ", ".join(str(s) for s in dcfg["sources"]))
+    cache = Path(cfg["output_dir"]) / "preferences"
+    cand_file, pairs_file = cache / "candidates.safetensors", cache / "pairs.json"
+    keys = [i.key for i in instances]
+    if cand_file.exists() and pairs_file.exists() and json.loads(pairs_file.read_text())["instances"] == keys:
+        candidates = load_np(str(cand_file))["candidates"]
+        pairs = json.loads(pairs_file.read_text())["pairs"]
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        candidates = _cached_candidates(cand_file, keys)
+        if candidates is None:  # sampling is the slow part: save it before the oracles run
+            candidates = generate_candidates(model, images, instances, patch, seed=int(cfg["train"].get("seed", 0)),
+                                             steps=int(dcfg.get("candidate_steps", 10)), progress=progress)
+            save_np({"candidates": candidates}, str(cand_file))
+            (cache / "candidates.json").write_text(json.dumps({"instances": keys}))
+        embed = embedder(dcfg.get("text_encoder", "minilm"), model.text_dim)
+        oracles = build_oracles(cfg.get("oracles") or {"visual": {}}, embed)
+        pairs = preference_pairs(oracles, images, instances, candidates, patch, progress=progress)
+        pairs_file.write_text(json.dumps({"instances": keys, "pairs": pairs}))
+    held = float(dcfg.get("held_out", 0.2))
+    for p in pairs:
+        p["held_out"] = is_held_out(instances[p["instance"]].key, held)
+    return {"images": images, "instances": instances, "candidates": candidates, "pairs": pairs, "patch": patch}
+
+
+def _cached_candidates(cand_file: Path, keys: list[str]) -> np.ndarray | None:
+    """Candidates saved by an earlier (possibly interrupted) run for exactly these instances, else None."""
+    from safetensors.numpy import load_file as load_np
+
+    index = cand_file.with_name("candidates.json")
+    if cand_file.exists() and index.exists() and json.loads(index.read_text())["instances"] == keys:
+        return load_np(str(cand_file))["candidates"]
+    return None
+
+
+def _pair_batch(prefs: dict[str, Any], rows: list[dict],
+                embeddings: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Stack the patches, candidate images, masks and preference embeddings of preference ``rows``."""
+    from ivfusion.teacher.data import box_mask, instance_patch, to_tensor
+
+    patch, out = prefs["patch"], {k: [] for k in ("thermal", "vis_y", "winner", "loser", "mask", "preference")}
+    for p in rows:
+        inst = prefs["instances"][p["instance"]]
+        t, y = instance_patch(prefs["images"], inst, patch)
+        cands = prefs["candidates"][p["instance"]]
+        out["thermal"].append(to_tensor(t))
+        out["vis_y"].append(to_tensor(y))
+        out["winner"].append(to_tensor(cands[p["winner"]]))
+        out["loser"].append(to_tensor(cands[p["loser"]]))
+        out["mask"].append(torch.from_numpy(box_mask(inst.box, patch)).unsqueeze(0))
+        out["preference"].append(embeddings[p["text"]])
+    return {k: torch.stack(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def dpo_eval(policy: PALDM, reference: PALDM, prefs: dict[str, Any], rows: list[dict],
+             embeddings: dict[str, torch.Tensor], beta: float, repeats: int = 4, seed: int = 0) -> dict[str, Any]:
+    """DPO accuracy and mean implicit reward margin on ``rows``, per oracle, each pair at ``repeats`` random t."""
+    from ivfusion.teacher.idpo import idpo_step
+
+    policy.eval()
+    by_oracle: dict[str, list[float]] = {}
+    for start in range(0, len(rows), 16):
+        chunk = rows[start:start + 16]
+        batch = _pair_batch(prefs, chunk, embeddings)
+        for r in range(repeats):
+            g = torch.Generator().manual_seed(seed * 7919 + start * 31 + r)
+            stats = idpo_step(policy, reference, batch, beta, g)
+            for p, m in zip(chunk, stats.margin.tolist()):
+                by_oracle.setdefault(p["oracle"], []).append(m)
+    res = {o: {"pairs": len(v) // repeats, "accuracy": float(np.mean(np.array(v) > 0)), "margin": float(np.mean(v))}
+           for o, v in by_oracle.items()}
+    all_m = [m for v in by_oracle.values() for m in v]
+    res["all"] = {"pairs": len(all_m) // repeats,
+                  "accuracy": float(np.mean(np.array(all_m) > 0)) if all_m else float("nan"),
+                  "margin": float(np.mean(all_m)) if all_m else float("nan")}
+    return res
+
+
+def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) -> Path:
+    """IDPO fine-tuning of a PALDM into a PCLDM per ``cfg`` (config/train/idpo.yaml)."""
+    from ivfusion.teacher.idpo import idpo_step
+
+    if not cfg.get("init_from"):
+        raise ConfigError("IDPO config needs init_from: a trained PALDM folder")
+    tcfg = cfg["train"]
+    torch.set_num_threads(int(tcfg.get("threads", torch.get_num_threads())))
+    reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
+    policy = copy.deepcopy(reference).requires_grad_(True)
+    prefs = prepare_preferences(cfg, reference, progress=progress)
+    embed = embedder(cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
+    texts = sorted({p["text"] for p in prefs["pairs"]})
+    embeddings = dict(zip(texts, embed(texts))) if texts else {}
+    train_rows = [p for p in prefs["pairs"] if not p["held_out"]]
+    held_rows = [p for p in prefs["pairs"] if p["held_out"]]
+    if not train_rows:
+        raise ConfigError("IDPO: no training preference pairs (every oracle abstained or everything is held out)")
+    out = Path(cfg["output_dir"])
+    beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
+    batch_size = int(tcfg.get("batch_size", 8))
+    loop = _Loop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
+
+    def step_fn(step: int):
+        rng = np.random.default_rng((seed, step))
+        pick = rng.choice(len(train_rows), size=min(batch_size, len(train_rows)), replace=False)
+        rows = [train_rows[i] for i in pick]
+        batch = _pair_batch(prefs, rows, embeddings)
+        stats = idpo_step(loop.model, reference, batch, beta, torch.Generator().manual_seed(seed * 1_000_003 + step))
+        return stats.loss, {"margin": float(stats.margin.mean()), "dpo_acc": stats.accuracy}
+
+    final = loop.run(step_fn)
+    ecfg = cfg.get("eval") or {}
+    rep = int(ecfg.get("repeats", 4))
+    trained = loop.accelerator.unwrap_model(loop.model)
+    summary = {"pairs_total": len(prefs["pairs"]), "pairs_train": len(train_rows), "pairs_held_out": len(held_rows),
+               "instances": len(prefs["instances"]), "beta": beta,
+               "by_oracle_counts": {o: sum(p["oracle"] == o for p in prefs["pairs"])
+                                    for o in sorted({p["oracle"] for p in prefs["pairs"]})},
+               "held_out_after": dpo_eval(trained, reference, prefs, held_rows, embeddings, beta, rep),
+               "train_after": dpo_eval(trained, reference, prefs, train_rows[:128], embeddings, beta, rep)}
+    (out / "dpo_eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return final

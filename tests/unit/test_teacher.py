@@ -1,0 +1,244 @@
+"""The diffusion teacher (ivfusion.teacher): real diffusers parts, tiny configs, a few CPU steps each."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ivfusion.errors import ConfigError
+from ivfusion.teacher.autoencoder import KLCodec, UnshuffleCodec, tiny_autoencoder_config
+from ivfusion.teacher.idpo import dpo_loss, idpo_step, latent_mask, masked_mse
+from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
+from ivfusion.teacher.paldm import PALDM
+from ivfusion.teacher.properties import ALL_CODES, NUM_CODES, PropertyCode, code_vector, fusion_prior
+from ivfusion.teacher.train import latest_checkpoint, train_idpo, train_paldm
+
+from tests.unit.tiny_data import write_tiny_pairs
+
+TINY = {"codec": {"kind": "unshuffle", "factor": 2}, "cond_dim": 8, "text_dim": 16, "num_train_timesteps": 100,
+        "unet": {"block_out_channels": [8, 16], "norm_num_groups": 4, "attention_head_dim": 2}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _sources(seed=0, b=2, h=32, w=32):
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    t = (0.3 + 0.5 * ((xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (h / 5) ** 2).float()).expand(b, 1, h, w).clone()
+    v = (0.5 + 0.2 * torch.sin(xx / 2.0) + 0.05 * torch.rand(b, 1, h, w, generator=g)).clamp(0, 1)
+    return t, v
+
+
+# ------------------------------------------------------------------------------------- codes and the prior
+def test_property_codes_roundtrip_and_vectors():
+    assert NUM_CODES == 9 and [c.index for c in ALL_CODES] == list(range(9))
+    assert PropertyCode.from_index(7) == PropertyCode("more", "standard")
+    assert code_vector(torch.tensor([0, 4, 8])).tolist() == [[-1, -1], [0, 0], [1, 1]]
+    with pytest.raises(ConfigError):
+        PropertyCode("hot", "standard")
+
+
+def test_property_codes_change_the_prior_target_in_the_intended_direction():
+    t, v = _sources(b=1)
+    targets = {c.name: fusion_prior(t, v, torch.tensor([c.index])) for c in ALL_CODES}
+    assert len({round(x.sum().item(), 3) for x in targets.values()}) == 9  # nine different targets
+    dist_t = lambda name: (targets[name] - t).abs().mean().item()  # noqa: E731
+    assert dist_t("T-more/D-standard") < dist_t("T-standard/D-standard") < dist_t("T-less/D-standard")
+    grad = lambda name: (targets[name][..., 1:] - targets[name][..., :-1]).abs().mean().item()  # noqa: E731
+    assert grad("T-standard/D-more") > grad("T-standard/D-standard") > grad("T-standard/D-less")
+
+
+# ------------------------------------------------------------------------------------------------ codecs
+def test_unshuffle_codec_is_exact_and_kl_codec_has_the_right_shape():
+    y = torch.rand(2, 1, 16, 24)
+    codec = UnshuffleCodec(factor=4)
+    z = codec.encode(y)
+    assert z.shape == (2, 16, 4, 6) and z.abs().max() <= 1.0
+    assert torch.allclose(codec.decode(z), y, atol=1e-6)
+    kl = KLCodec(vae_config=tiny_autoencoder_config(latent_channels=2, widths=(8, 8)))
+    assert kl.factor == 2 and kl.encode(y).shape == (2, 2, 8, 12) and kl.decode(kl.encode(y)).shape == y.shape
+
+
+# ------------------------------------------------------------------------------------------------- model
+def test_paldm_samples_any_size_and_round_trips_through_safetensors(tmp_path):
+    torch.manual_seed(0)
+    model = PALDM.from_config(TINY).eval()
+    t, v = _sources(b=2, h=21, w=30)
+    out = model.sample(t, v, torch.tensor([0, 8]), steps=3, generator=torch.Generator().manual_seed(1))
+    assert out.shape == (2, 1, 21, 30) and 0.0 <= out.min() and out.max() <= 1.0
+    model.save_pretrained(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "scheduler_config.json"}
+    again = PALDM.from_pretrained(tmp_path / "m")
+    out2 = again.sample(t, v, torch.tensor([0, 8]), steps=3, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(out, out2, atol=1e-6)
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16)  # shipping format: float16 file, float32 model
+    half = PALDM.from_pretrained(tmp_path / "half")
+    assert next(half.parameters()).dtype == torch.float32
+    out3 = half.sample(t, v, torch.tensor([0, 8]), steps=3, generator=torch.Generator().manual_seed(1))
+    assert (out3 - out).abs().max() < 0.02
+    with pytest.raises(ConfigError):
+        model.sample(t, v, torch.tensor([0, 1, 2]), steps=3)
+    with pytest.raises(ConfigError):
+        PALDM.from_config({**TINY, "bogus": 1})
+
+
+def test_preference_projection_starts_at_zero_so_paldm_ignores_preferences():
+    torch.manual_seed(0)
+    model = PALDM.from_config(TINY).eval()
+    t, v = _sources(b=1)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    a = model.sample(t, v, 4, None, steps=2, generator=g())
+    b = model.sample(t, v, 4, torch.randn(1, 16), steps=2, generator=g())
+    assert torch.equal(a, b)
+
+
+# -------------------------------------------------------------------------------------------------- IDPO
+def test_dpo_loss_matches_a_hand_computation():
+    pw, pl = torch.tensor([0.10, 0.30]), torch.tensor([0.20, 0.25])
+    rw, rl = torch.tensor([0.15, 0.20]), torch.tensor([0.15, 0.30])
+    beta = 10.0
+    stats = dpo_loss(pw, pl, rw, rl, beta)
+    # pair 0: (0.10-0.20) - (0.15-0.15) = -0.10 -> inside = -5 * -0.10 = 0.5 ; pair 1: 0.05-(-0.10) = 0.15 -> -0.75
+    inside = [0.5, -0.75]
+    expected = sum(math.log(1 + math.exp(-x)) for x in inside) / 2
+    assert stats.loss.item() == pytest.approx(expected, rel=1e-6)
+    assert stats.margin.tolist() == pytest.approx(inside)
+    assert stats.accuracy == 0.5
+
+
+def test_masked_mse_ignores_everything_outside_the_instance():
+    pred, target = torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 1:3, 1:3] = 1
+    target[..., 0, 0] = 100.0  # outside
+    target[:, 0, 1, 1] = 2.0  # inside: squared error 4 in one of 2 channels at one of 4 pixels
+    assert masked_mse(pred, target, mask).item() == pytest.approx(4.0 / 2 / 4)
+    assert latent_mask(torch.ones(1, 1, 1, 1).expand(1, 1, 4, 4).clone(), 2).shape == (1, 1, 2, 2)
+
+
+def test_idpo_step_is_neutral_against_an_identical_reference_and_has_gradients():
+    torch.manual_seed(0)
+    ref = PALDM.from_config(TINY).eval().requires_grad_(False)
+    policy = PALDM.from_config(TINY)
+    policy.load_state_dict(ref.state_dict())
+    t, v = _sources(b=2)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:20, 8:20] = 1
+    batch = {"thermal": t, "vis_y": v, "winner": t, "loser": v, "mask": mask, "preference": torch.randn(2, 16)}
+    stats = idpo_step(policy, ref, batch, beta=100.0, generator=torch.Generator().manual_seed(0))
+    assert stats.loss.item() == pytest.approx(math.log(2.0), abs=1e-5) and stats.margin.abs().max() < 1e-5
+    stats.loss.backward()
+    assert policy.pref_proj.weight.grad is not None and policy.pref_proj.weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------------------------- oracles
+class _FakeDetector:
+    def __init__(self, scores):
+        self.scores, self.calls = list(scores), 0
+
+    def detect(self, bgr):
+        from ivfusion.detection import Detection
+
+        s = self.scores[self.calls]
+        self.calls += 1
+        return [Detection(10, 10, 30, 30, s, 0, "person")] if s > 0 else []
+
+
+def test_oracles_pick_winner_and_loser():
+    cands = np.zeros((3, 64, 64), np.uint8)
+    det = DetectionOracle(_FakeDetector([0.4, 0.9, 0.0]), min_margin=0.05)
+    assert det.prefer(None, None, cands, (10, 10, 30, 30), 0) == (1, 2)
+    assert DetectionOracle(_FakeDetector([0.5, 0.52, 0.5])).prefer(None, None, cands, (10, 10, 30, 30), 0) is None
+    rng = np.random.default_rng(0)
+    ir = rng.integers(0, 255, (64, 64)).astype(np.uint8)
+    vi = cv2.GaussianBlur(rng.integers(0, 255, (64, 64)).astype(np.uint8), (5, 5), 0)
+    good = ((ir.astype(int) + vi) // 2).astype(np.uint8)
+    cands = np.stack([np.full((64, 64), 128, np.uint8), good, cv2.GaussianBlur(good, (9, 9), 0)])
+    assert VisualOracle().prefer(ir, vi, cands, (16, 16, 48, 48), 0) == (1, 0)
+    ys, xs = VisualOracle().region((0, 60, 6, 64), 64)  # a box at the patch border still gets a full window
+    assert (ys.start, ys.stop, xs.start, xs.stop) == (16, 64, 0, 48)
+    codes = [c.text for c in ALL_CODES]
+
+    def embed(texts):  # prompt i "means" code 7; codes are orthogonal one-hots
+        rows = [torch.eye(9)[codes.index(x)] if x in codes else torch.eye(9)[7] + 0.1 * torch.eye(9)[0] for x in texts]
+        return torch.stack(rows)
+
+    text = TextOracle(["make hot targets bright"], embed)
+    winner, loser = text.prefer(None, None, cands, (0, 0, 1, 1), 0)
+    assert winner == 7 and loser != 7 and text.preference_text(3) == "make hot targets bright"
+
+
+# -------------------------------------------------------------------------------------- training loops
+def _paldm_cfg(data, out, steps):
+    return {"output_dir": str(out), "model": TINY, "data": {"sources": [{"name": str(data)}], "patch": 32},
+            "train": {"seed": 1, "steps": steps, "batch_size": 2, "lr": 1e-3, "warmup": 1, "log_every": 1,
+                      "checkpoint_every": 2, "threads": 1}}
+
+
+def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path):
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    out = tmp_path / "paldm"
+    train_paldm(_paldm_cfg(tmp_path / "data", out, 3), progress=False)
+    assert latest_checkpoint(out).name == "step_0000003"
+    files = {p.name for p in latest_checkpoint(out).iterdir()}
+    assert {"model.safetensors", "config.json", "optimizer.pt", "state.json"} <= files
+    final = train_paldm(_paldm_cfg(tmp_path / "data", out, 5), progress=False)  # resumes at 3, not 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5] and all(np.isfinite(r["loss"]) for r in log)
+    assert {"diff", "pix", "grad"} <= set(log[0])
+    PALDM.from_pretrained(final)
+
+    cfg = {"output_dir": str(tmp_path / "idpo"), "init_from": str(final),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "candidate_steps": 2,
+                    "held_out": 0.1, "text_encoder": "hash", "cache_dir": str(tmp_path / "cache")},
+           "oracles": {"visual": {"min_margin": 0.0},
+                       "text": {"prompts": ["bright hot people", "soft visible look"]}},
+           "train": {"seed": 2, "steps": 2, "batch_size": 2, "lr": 1e-4, "warmup": 1, "beta": 100.0, "log_every": 1,
+                     "checkpoint_every": 2, "threads": 1},
+           "eval": {"repeats": 1}}
+    pcldm = train_idpo(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "idpo" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and {"margin", "dpo_acc"} <= set(log[0])
+    summary = json.loads((tmp_path / "idpo" / "dpo_eval.json").read_text())
+    assert summary["pairs_total"] >= 3 and summary["pairs_held_out"] >= 1 and "all" in summary["held_out_after"]
+    assert (tmp_path / "idpo" / "preferences" / "candidates.safetensors").exists()
+    PALDM.from_pretrained(pcldm)
+
+
+def test_distill_caches_teacher_outputs_and_fine_tunes_the_student(tmp_path):
+    from ivfusion.models.student import StudentFusionNet
+    from ivfusion.teacher.distill import train_distill
+
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    torch.manual_seed(0)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "teacher")
+    student = StudentFusionNet.from_config({"width": 8, "grid_depth": 4, "downsample": 2, "cond_dim": 8, "text_dim": 16,
+                                            "guide_hidden": 4})
+    student.preset_embeddings = {n: torch.nn.functional.normalize(torch.randn(16), dim=0)
+                                 for n in ("detection", "visual")}
+    student.save_pretrained(tmp_path / "student")
+    cfg = {"output_dir": str(tmp_path / "distill"), "teacher": str(tmp_path / "teacher"),
+           "student_init": str(tmp_path / "student"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 32, "crops_per_image": 1, "steps": 2},
+           "presets": {"detection": {"t0": 0.8}, "visual": {"t0": 0.0}},
+           "train": {"seed": 3, "steps": 2, "batch_size": 2, "lr": 1e-3, "warmup": 1, "log_every": 1,
+                     "checkpoint_every": 2, "threads": 1}}
+    final = train_distill(cfg, progress=False)
+    from safetensors.torch import load_file
+
+    cache = load_file(str(tmp_path / "distill" / "teacher_cache.safetensors"))
+    assert cache["teacher"].shape == (3, 2, 1, 32, 32) and cache["rgb"].shape == (3, 3, 32, 32)
+    log = [json.loads(line) for line in (tmp_path / "distill" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and {"kd", "fusion"} <= set(log[0])
+    assert set(StudentFusionNet.from_pretrained(final).preset_embeddings) == {"detection", "visual"}
