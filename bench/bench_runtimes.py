@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import threading
 import time
 
 import numpy as np
@@ -27,7 +26,7 @@ from ivfusion.fusion.preference import parse_preference
 from ivfusion.fusion.student import DEFAULT_MODEL_DIR, ONNX_NAME, StudentFusion
 from ivfusion.pipeline import FusionPipeline, RawImage
 from ivfusion.registration.homography import Registration
-from ivfusion.runtime.stats import StageTimer
+from ivfusion.runtime.stats import StageTimer, time_calls_ms
 from ivfusion.runtime.worker import LatestWinsWorker
 from ivfusion.sim.scene import SceneConfig, SceneGenerator
 
@@ -71,12 +70,7 @@ def _raw_net_ms(backend, h: int, w: int, runs: int) -> float:
     rng = np.random.default_rng(0)
     t, v = rng.random((1, 1, h, w), dtype=np.float32), rng.random((1, 3, h, w), dtype=np.float32)
     e = backend.embedding(parse_preference("detection"))
-    times = []
-    for i in range(runs + 3):
-        t0 = time.perf_counter()
-        backend._runner.run(t, v, e)
-        if i >= 3:
-            times.append((time.perf_counter() - t0) * 1e3)
+    times = time_calls_ms(lambda: backend._runner.run(t, v, e), runs, warmup=3)
     return _pct(times)[0]
 
 

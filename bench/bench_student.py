@@ -12,7 +12,6 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +22,11 @@ from ivfusion.fusion.preference import parse_preference
 from ivfusion.fusion.student import DEFAULT_MODEL_DIR, ONNX_NAME, StudentFusion
 from ivfusion.models.macs import count_macs
 from ivfusion.models.student import StudentFusionNet
+from ivfusion.runtime.stats import time_calls_ms
 
 
 def _median_ms(fn, runs: int, warmup: int = 5) -> tuple[float, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    times.sort()
+    times = sorted(time_calls_ms(fn, runs, warmup))
     return statistics.median(times), times[int(0.95 * (len(times) - 1))]
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ivfusion.models.macs import count_macs
+from ivfusion.runtime.stats import time_calls_ms
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
@@ -67,13 +67,7 @@ class SeAFusionClass(nn.Module):
 
 
 def _ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(time_calls_ms(fn, runs))
 
 
 def main() -> None:

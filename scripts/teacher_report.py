@@ -174,9 +174,8 @@ def cmd_map(args) -> None:
 
 def cmd_speed(args) -> None:
     """Median wall time of one 640x512 frame: teacher (DDIM steps) vs student (PyTorch), same threads."""
-    import time
-
     from ivfusion.models.student import StudentFusionNet
+    from ivfusion.runtime.stats import time_calls_ms
     from ivfusion.teacher.paldm import PALDM
 
     torch.set_num_threads(args.threads)
@@ -185,13 +184,7 @@ def cmd_speed(args) -> None:
     pref = student.preset("balanced")
 
     def median_ms(fn, runs: int) -> float:
-        fn()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1000)
-        return float(np.median(times))
+        return float(np.median(time_calls_ms(fn, runs)))
 
     with torch.no_grad():
         res = {"threads": args.threads, "frame": "640x512"}

@@ -16,7 +16,8 @@ from ivfusion.teacher.idpo import dpo_loss, idpo_step, latent_mask, masked_mse
 from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import ALL_CODES, NUM_CODES, PropertyCode, code_vector, fusion_prior
-from ivfusion.teacher.train import latest_checkpoint, train_idpo, train_paldm
+from ivfusion.teacher.train import train_idpo, train_paldm
+from ivfusion.training.loop import latest_checkpoint
 
 from tests.unit.tiny_data import write_tiny_pairs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -44,6 +45,18 @@ class RateMeter:
     def _trim(self, now: float) -> None:
         while self._times and now - self._times[0] > self._window:
             self._times.popleft()
+
+
+def time_calls_ms(fn: Callable[[], object], runs: int, warmup: int = 1) -> list[float]:
+    """Wall time of ``runs`` calls of ``fn`` in milliseconds, after ``warmup`` untimed calls (benchmarks)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 class LatencyWindow:

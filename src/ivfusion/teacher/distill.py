@@ -72,7 +72,7 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     from ivfusion.models.color import luma
     from ivfusion.models.student import StudentFusionNet
     from ivfusion.teacher.data import load_images
-    from ivfusion.teacher.train import _Loop
+    from ivfusion.training.loop import TrainLoop
     from ivfusion.training.losses import PresetLoss, fusion_loss
 
     tcfg, dcfg, lcfg = cfg["train"], cfg["data"], cfg.get("loss") or {}
@@ -94,7 +94,7 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     del teacher
     n, seed, batch_size = cache["thermal"].shape[0], int(tcfg.get("seed", 0)), int(tcfg.get("batch_size", 8))
     w_kd, w_reg = float(lcfg.get("distill", 1.0)), float(lcfg.get("fusion", 0.2))
-    loop = _Loop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
+    loop = TrainLoop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
 
     def step_fn(step: int):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)

@@ -16,44 +16,27 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import NUM_CODES, PriorConfig, fusion_prior
-from ivfusion.training.trainer import latest_checkpoint, lr_at
+from ivfusion.training.loop import TrainLoop
+from ivfusion.training.losses import sobel_magnitude
+from ivfusion.training.trainer import load_config as load_training_config
 
 PALDM_SECTIONS = ("output_dir", "model", "prior", "data", "train", "loss")
 IDPO_SECTIONS = ("output_dir", "init_from", "data", "oracles", "train", "eval")
 
 
 def load_config(path: str | Path, sections: tuple[str, ...]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"training config {path} does not exist")
-    cfg = yaml.safe_load(path.read_text()) or {}
-    unknown = set(cfg) - set(sections)
-    if unknown:
-        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {', '.join(sections)}")
-    for key in ("output_dir", "data", "train"):
-        if key not in cfg:
-            raise ConfigError(f"{path}: missing section {key!r}")
-    return cfg
-
-
-def _sobel(x: torch.Tensor) -> torch.Tensor:
-    from ivfusion.training.losses import sobel_magnitude
-
-    return sobel_magnitude(x)
+    """A teacher YAML (``PALDM_SECTIONS`` / ``IDPO_SECTIONS`` / ``DISTILL_SECTIONS``): the trainer's loader."""
+    return load_training_config(path, sections, required=("output_dir", "data", "train"))
 
 
 def paldm_loss(model: PALDM, thermal: torch.Tensor, vis_y: torch.Tensor, code: torch.Tensor, prior: PriorConfig,
@@ -78,92 +61,9 @@ def paldm_loss(model: PALDM, thermal: torch.Tensor, vis_y: torch.Tensor, code: t
     ab = model.alphas_cumprod[t].view(-1, 1, 1, 1)
     y_hat = model.from_latent(model.predicted_x0(pred, noisy, t), z_ir, z_vi)
     l_pix = (ab * (y_hat - target_y).abs()).mean()
-    l_grad = (ab * (_sobel(y_hat) - _sobel(target_y)).abs()).mean()
+    l_grad = (ab * (sobel_magnitude(y_hat) - sobel_magnitude(target_y)).abs()).mean()
     total = l_diff + w_pixel * l_pix + w_grad * l_grad
     return total, {"diff": l_diff.item(), "pix": l_pix.item(), "grad": l_grad.item()}
-
-
-class _Loop:
-    """What both stages share: accelerator, optimizer, resume, checkpoints, log, progress bar, time budget."""
-
-    def __init__(self, cfg: dict[str, Any], model: PALDM, params, *, resume: bool, progress: bool, name: str) -> None:
-        from accelerate import Accelerator
-        from accelerate.utils import set_seed
-
-        self.tcfg = cfg["train"]
-        self.out = Path(cfg["output_dir"])
-        self.accelerator = Accelerator(cpu=bool(self.tcfg.get("cpu", not torch.cuda.is_available())))
-        set_seed(int(self.tcfg.get("seed", 0)))
-        if "threads" in self.tcfg:
-            torch.set_num_threads(int(self.tcfg["threads"]))
-        self.steps = int(self.tcfg["steps"])
-        self.base_lr, self.warmup = float(self.tcfg.get("lr", 2e-4)), int(self.tcfg.get("warmup", 50))
-        decay = float(self.tcfg.get("weight_decay", 0.0))
-        self.optimizer = torch.optim.AdamW(params, lr=self.base_lr, weight_decay=decay)
-        self.step = 0
-        ckpt = latest_checkpoint(self.out) if resume else None
-        if ckpt is not None:
-            from safetensors.torch import load_file
-
-            model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-            self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-            self.step = int(json.loads((ckpt / "state.json").read_text())["step"])
-            self.accelerator.print(f"resumed from {ckpt} at step {self.step}")
-        self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "train_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        self.log_every = int(self.tcfg.get("log_every", 25))
-        self.ckpt_every = int(self.tcfg.get("checkpoint_every", 500))
-        self.keep = int(self.tcfg.get("keep_checkpoints", 2))
-        self.max_minutes = float(self.tcfg.get("max_minutes", 0)) or None
-        self.start = time.monotonic()
-        self.bar = tqdm(total=self.steps, initial=self.step, desc=f"train {name}", unit="step", disable=not progress)
-        self.log = (self.out / "log.jsonl").open("a")
-
-    def run(self, step_fn: Callable[[int], tuple[torch.Tensor, dict[str, float]]]) -> Path:
-        """Call ``step_fn(step) -> (loss, parts)`` until ``steps`` (or the time budget); returns ``final/``."""
-        self.model.train()
-        while self.step < self.steps:
-            lr = lr_at(self.step, self.steps, self.base_lr, self.warmup)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            loss, parts = step_fn(self.step)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"{self.out}: loss became {loss.item()} at step {self.step}; lower train.lr")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.accelerator.backward(loss)
-            self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.optimizer.step()
-            self.step += 1
-            self.bar.update(1)
-            if self.step % self.log_every == 0 or self.step == self.steps:
-                rec = {"step": self.step, "lr": lr, "loss": loss.item(), **parts,
-                       "minutes": (time.monotonic() - self.start) / 60}
-                self.log.write(json.dumps(rec) + "\n")
-                self.log.flush()
-                self.bar.set_postfix(loss=f"{rec['loss']:.4f}")
-            over = self.max_minutes is not None and (time.monotonic() - self.start) / 60 > self.max_minutes
-            if self.step % self.ckpt_every == 0 or self.step == self.steps or over:
-                self.checkpoint()
-            if over:
-                self.accelerator.print(f"stopping at step {self.step} (time budget)")
-                break
-        self.bar.close()
-        self.log.close()
-        final = self.out / "final"
-        if self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.model).save_pretrained(final)
-        return final
-
-    def checkpoint(self) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        d = self.out / "checkpoints" / f"step_{self.step:07d}"
-        self.accelerator.unwrap_model(self.model).save_pretrained(d)
-        torch.save(self.optimizer.state_dict(), d / "optimizer.pt")
-        (d / "state.json").write_text(json.dumps({"step": self.step}))
-        for old in sorted((self.out / "checkpoints").glob("step_*"))[:-self.keep]:
-            shutil.rmtree(old)
 
 
 def _batches(dataset, batch_size: int, seed: int, start_step: int):
@@ -191,7 +91,7 @@ def train_paldm(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tr
     if patch % model.multiple:
         raise ConfigError(f"data.patch {patch} must be a multiple of {model.multiple}")
     seed, batch_size = int(tcfg.get("seed", 0)), int(tcfg.get("batch_size", 8))
-    loop = _Loop(cfg, model, model.parameters(), resume=resume, progress=progress, name="paldm")
+    loop = TrainLoop(cfg, model, model.parameters(), resume=resume, progress=progress, name="paldm")
     batches = _batches(RandomPatches(images, patch, seed), batch_size, seed, loop.step)
     w_pixel, w_grad = float(lcfg.get("pixel", 1.0)), float(lcfg.get("gradient", 1.0))
 
@@ -358,7 +258,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     out = Path(cfg["output_dir"])
     beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
     batch_size = int(tcfg.get("batch_size", 8))
-    loop = _Loop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
+    loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
 
     def step_fn(step: int):
         rng = np.random.default_rng((seed, step))
