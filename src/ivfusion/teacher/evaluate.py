@@ -61,7 +61,7 @@ def code_metrics(model: PALDM, pairs: Sequence[tuple[np.ndarray, np.ndarray]], p
     """Per code name: mean metrics of samples and of prior targets over ``pairs`` of (thermal, vis_y) uint8 crops."""
     from tqdm import tqdm
 
-    from ivfusion.metrics.fusion import fusion_metrics
+    from ivfusion.metrics.fusion import corr2, fusion_metrics
 
     rows: dict[str, dict[str, list[float]]] = {c.name: {} for c in ALL_CODES}
     for i, (t, y) in enumerate(tqdm(pairs, desc="per-code metrics", unit="pair", disable=not progress)):
@@ -76,18 +76,12 @@ def code_metrics(model: PALDM, pairs: Sequence[tuple[np.ndarray, np.ndarray]], p
                 r.setdefault("prior_" + name, []).append(v)
             r.setdefault("L1_own_target", []).append(float(dist[k, k]))
             r.setdefault("code_accuracy", []).append(float(np.argmin(dist[k]) == k))
-            r.setdefault("corr_T", []).append(_corr(samples[k], t))  # thermal axis: likeness to T ...
-            r.setdefault("corr_V", []).append(_corr(samples[k], y))  # ... and to the visible luminance
-            r.setdefault("prior_corr_T", []).append(_corr(targets[k], t))
+            r.setdefault("corr_T", []).append(corr2(samples[k], t))  # thermal axis: likeness to T ...
+            r.setdefault("corr_V", []).append(corr2(samples[k], y))  # ... and to the visible luminance
+            r.setdefault("prior_corr_T", []).append(corr2(targets[k], t))
             r.setdefault("mean", []).append(float(samples[k].mean()))
             r.setdefault("prior_mean", []).append(float(targets[k].mean()))
     return {name: {m: float(np.mean(v)) for m, v in r.items()} for name, r in rows.items()}
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / max(np.sqrt((a * a).sum() * (b * b).sum()), 1e-12))
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
-from ivfusion.teacher.data import Image, Instance, instance_patch, to_tensor
+from ivfusion.teacher.data import Image, Instance, instance_patch
 from ivfusion.teacher.oracles import Oracle
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import NUM_CODES, STANDARD
@@ -89,15 +89,11 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
 def generate_candidates(model: PALDM, images: list[Image], instances: Sequence[Instance], patch: int, *,
                         steps: int, seed: int, progress: bool = True) -> np.ndarray:
     """(N, NUM_CODES, P, P) uint8: one DDIM sample per property code per instance (same noise for all codes)."""
+    from ivfusion.teacher.evaluate import sample_codes
+
     out = np.zeros((len(instances), NUM_CODES, patch, patch), np.uint8)
-    codes = torch.arange(NUM_CODES)
     for n, inst in enumerate(tqdm(instances, desc="PALDM candidates", unit="instance", disable=not progress)):
-        t, y = instance_patch(images, inst, patch)
-        tt = to_tensor(t).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
-        yy = to_tensor(y).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
-        g = torch.Generator().manual_seed(seed * 100003 + n)
-        fused = model.sample(tt, yy, codes, steps=steps, generator=g, shared_noise=True)
-        out[n] = (fused[:, 0] * 255.0 + 0.5).clamp(0, 255).byte().numpy()
+        out[n] = sample_codes(model, *instance_patch(images, inst, patch), steps=steps, seed=seed * 100003 + n)
     return out
 
 

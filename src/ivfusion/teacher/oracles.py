@@ -27,6 +27,7 @@ import torch
 
 from ivfusion.errors import ConfigError
 from ivfusion.fusion.preference import PRESETS
+from ivfusion.metrics.detection import box_iou
 from ivfusion.teacher.properties import ALL_CODES
 
 Box = tuple[int, int, int, int]
@@ -42,14 +43,6 @@ class Oracle(Protocol):
                index: int) -> tuple[int, int] | None: ...
 
     def preference_text(self, index: int) -> str: ...
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _pick(scores: np.ndarray, min_margin: float) -> tuple[int, int] | None:
@@ -73,7 +66,8 @@ class DetectionOracle:
         out = []
         for cand in candidates:
             dets = self.detector.detect(cv2.cvtColor(cand, cv2.COLOR_GRAY2BGR))
-            out.append(max([d.score for d in dets if _iou((d.x1, d.y1, d.x2, d.y2), box) >= self.iou], default=0.0))
+            ious = box_iou([[d.x1, d.y1, d.x2, d.y2] for d in dets], [box])[:, 0]
+            out.append(max([d.score for d, iou in zip(dets, ious) if iou >= self.iou], default=0.0))
         return np.asarray(out, np.float64)
 
     def prefer(self, ir, vi, candidates, box, index):

@@ -18,7 +18,6 @@ Files: ``config.json`` (the constructor arguments) + ``model.safetensors`` + ``s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ivfusion.errors import ConfigError
-from ivfusion.models.pretrained import CONFIG_NAME, WEIGHTS_NAME, constructor_args, read_pretrained
+from ivfusion.models.pretrained import constructor_args, read_pretrained, write_pretrained
 from ivfusion.teacher.autoencoder import build_codec
 from ivfusion.teacher.properties import STANDARD, code_vector
 
@@ -189,14 +188,7 @@ class PALDM(nn.Module):
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write config, weights and scheduler config. ``dtype=torch.float16`` halves the file for shipping
         (``from_pretrained`` loads it into float32 parameters)."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        doc = {"_class_name": "PALDM", "_format_version": FORMAT_VERSION, **self.config}
-        (directory / CONFIG_NAME).write_text(json.dumps(doc, indent=2) + "\n")
-        state = {k: v.detach().cpu().to(dtype or v.dtype).contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "class": "PALDM"})
+        directory = write_pretrained(directory, self, "PALDM", FORMAT_VERSION, dtype)
         self.scheduler.save_pretrained(directory)  # scheduler_config.json: the sampler that goes with the weights
         return directory
 

@@ -82,6 +82,11 @@ class PriorConfig:
     sal_gain: float = 0.8
     detail_gain: tuple[float, float, float] = (-0.7, 0.0, 1.0)
 
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> PriorConfig:
+        """From a YAML ``prior`` section (lists become the tuples the dataclass holds)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (raw or {}).items()})
+
     def __post_init__(self) -> None:
         for name in ("t0", "thermal_mix", "detail_gain"):
             if len(getattr(self, name)) != len(LEVELS):

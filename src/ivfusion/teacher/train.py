@@ -85,7 +85,7 @@ def train_paldm(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tr
 
     dcfg, lcfg, tcfg = cfg["data"], cfg.get("loss", {}), cfg["train"]
     model = PALDM.from_config(cfg.get("model", {}))
-    prior = PriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.get("prior") or {}).items()})
+    prior = PriorConfig.from_dict(cfg.get("prior"))
     images, _ = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
     patch = int(dcfg.get("patch", 128))
     if patch % model.multiple:
