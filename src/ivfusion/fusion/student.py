@@ -55,9 +55,7 @@ class StudentFusion:
 
     def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, runtime: str = "auto", threads: int | None = None,
                  *, options: RuntimeOptions | None = None) -> None:
-        if runtime not in RUNTIMES:
-            raise ConfigError(f"student runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-        self.options = options or RuntimeOptions(runtime=runtime, threads=threads)
+        self.options = options or RuntimeOptions(runtime=runtime, threads=threads)  # validates the runtime name
         self.model_dir = Path(model_dir)
         if not weights_available(self.model_dir):
             raise ConfigError(f"student weights not found in {self.model_dir} (config.json + model.safetensors)")
@@ -72,8 +70,9 @@ class StudentFusion:
         self.fallback_reason: str | None = None  # set when a runtime failed at run time and the next took over
         self.engine_build_s: float | None = None  # TensorRT build time when this start built the engine
         self._runner: StudentRunner = self._load_next()
-        presets = _load_presets(self.model_dir) if (self.model_dir / "presets.safetensors").exists() else \
-            {k: v.numpy() for k, v in self._torch_model().preset_embeddings.items()}
+        presets = _load_presets(self.model_dir)
+        if presets is None:  # no cached file: the network's own (loads PyTorch once)
+            presets = {k: v.numpy() for k, v in self._torch_model().preset_embeddings.items()}
         # shaped once here, not per frame: (1, 384) float32, what every runtime takes
         self._presets = {k: np.ascontiguousarray(v.reshape(1, -1), np.float32) for k, v in presets.items()}
 
@@ -124,7 +123,7 @@ class StudentFusion:
             from ivfusion.engines.trt import TensorRTRunner, load_or_build, student_profile
 
             if opts.precision == "int8":  # calibration data is an offline step, not a node start-up one
-                entry, built = _cached_only(self.onnx_path, EngineCache(opts.engine_cache or None))
+                entry, built = _cached_int8_engine(self.onnx_path, EngineCache(opts.engine_cache or None)), False
             else:
                 entry, built = load_or_build(self.onnx_path, EngineCache(opts.engine_cache or None),
                                              precision=opts.precision, profile=student_profile())
@@ -201,7 +200,7 @@ class StudentFusion:
         return self.fuse_array(thermal, visible, self.embedding(preference))
 
 
-def _cached_only(onnx_path: Path, cache: Any) -> tuple[Any, bool]:
+def _cached_int8_engine(onnx_path: Path, cache: Any) -> Any:
     """An INT8 engine must already be in the cache (``ivfusion export student --engine --precision int8``)."""
     from ivfusion.engines.trt import engine_key, student_profile
 
@@ -209,13 +208,14 @@ def _cached_only(onnx_path: Path, cache: Any) -> tuple[Any, bool]:
     if entry is None:
         raise EngineError(f"no cached INT8 engine for {onnx_path} in {cache.root}; build it with `ivfusion export "
                           "student --engine --precision int8 --calibration PAIRS_DIR`")
-    return entry, False
+    return entry
 
 
-def _load_presets(model_dir: Path) -> dict[str, np.ndarray]:
+def _load_presets(model_dir: Path) -> dict[str, np.ndarray] | None:
+    """The cached preset embeddings, or None when the folder has no ``presets.safetensors``."""
     path = model_dir / "presets.safetensors"
     if not path.exists():
-        raise ConfigError(f"student: {path} is missing (preset embeddings)")
+        return None
     from safetensors.numpy import load_file
 
     return dict(load_file(str(path)))
