@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
 
     sources = [resolve_source(s) for s in SOURCES]
-    boxes = detector_boxes(sources, Path("outputs/cache/student_boxes.json"))
+    boxes = detector_boxes(sources, Path("outputs/cache/student_detections.json"))
     pairs = []
     for src in sources:
         for stem in src.stems:

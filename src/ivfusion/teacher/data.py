@@ -6,7 +6,7 @@ Sources resolve exactly as the student's (``ivfusion.training.data.resolve_sourc
 
 Instances (IDPO) are objects: ground-truth boxes where the dataset has labels (MSRS: the union of its
 infrared and visible label sets), otherwise the shared detector's boxes on the infrared and on the visible
-image (the student's cache, ``outputs/cache/student_boxes.json``, computed if missing). Each instance is a
+image (the student's cache, ``outputs/cache/student_detections.json``, computed if missing). Each instance is a
 ``patch`` x ``patch`` window centred on the box (clamped to the image) with the box as its mask.
 """
 
@@ -102,7 +102,7 @@ def find_instances(images: list[Image], resolved: list, patch: int, *, cache_dir
     """Object instances (see the module docstring), at most ``max_per_image`` largest per image."""
     by_key = {f"{src.label}/{stem}": (src, stem) for src in resolved for stem in src.stems}
     unlabelled = [src for src in resolved if not src.folder.has_labels("union")]
-    det = detector_boxes(unlabelled, cache_dir / "student_boxes.json") if unlabelled else {}
+    det = detector_boxes(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
     out: list[Instance] = []
     for i, img in enumerate(images):
         src, stem = by_key[img.key]

@@ -118,7 +118,8 @@ class TrainLoop:
             self.step += 1
             self.bar.update(1)
             if self.step % self.log_every == 0 or self.step == self.steps:
-                rec = {"step": self.step, "lr": lr, "loss": loss.item(), **{k: float(v) for k, v in parts.items()},
+                rec = {"step": self.step, "lr": lr, "loss": loss.detach().item(),
+                       **{k: float(torch.as_tensor(v).detach()) for k, v in parts.items()},
                        "minutes": (time.monotonic() - self.start) / 60}
                 self.log.write(json.dumps(rec) + "\n")
                 self.log.flush()

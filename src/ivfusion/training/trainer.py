@@ -6,6 +6,7 @@ shared :class:`ivfusion.training.loop.TrainLoop`.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import yaml
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import luma
 from ivfusion.models.student import StudentFusionNet
-from ivfusion.training.data import FusionPairs, SourceSpec, detector_boxes, resolve_source
+from ivfusion.training.data import FusionPairs, SourceSpec, detector_labels, resolve_source
+from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
 from ivfusion.training.degradations import DegradationConfig
 from ivfusion.training.losses import PresetLoss, degradation_loss, fusion_loss
 from ivfusion.training.loop import TrainLoop, epochs, latest_checkpoint, make_accelerator  # noqa: F401 (latest_checkpoint re-exported)
@@ -70,18 +72,28 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
     model.preset_embeddings = {n: p[0].clone() for n, p in prompts.items()}
     presets = {n: PresetLoss(**(v or {})) for n, v in cfg["presets"].items()}
     sources = [resolve_source(SourceSpec(**s) if isinstance(s, dict) else SourceSpec(str(s))) for s in dcfg["sources"]]
-    boxes = None
-    if dcfg.get("boxes", True):
-        boxes = detector_boxes(sources, Path(dcfg.get("cache_dir", "outputs/cache")) / "student_boxes.json")
+    det_cfg = DetectorLossConfig(**lcfg.get("detector", {}))
+    if det_cfg.weight > 0 and det_cfg.preset not in presets:
+        raise ConfigError(f"loss.detector.preset {det_cfg.preset!r} is not one of the presets {sorted(presets)}")
+    detections = None
+    if dcfg.get("boxes", True) or det_cfg.weight > 0:
+        detections = detector_labels(sources, Path(dcfg.get("cache_dir", "outputs/cache")) / "student_detections.json")
     dataset = FusionPairs(sources, crop=int(dcfg.get("crop", 192)), presets=presets, prompt_embeddings=prompts,
                           degradation=DegradationConfig(**dcfg.get("degradation", {})),
-                          max_side=int(dcfg.get("max_side", 800)), boxes=boxes, seed=seed)
+                          max_side=int(dcfg.get("max_side", 800)), detections=detections,
+                          target_score=det_cfg.target_score if det_cfg.weight > 0 else None, seed=seed)
+    det_loss = DetectorLoss(det_cfg) if det_cfg.weight > 0 else None
+    det_prompts = prompts[det_cfg.preset]
+    det_weights = presets[det_cfg.preset].as_tensor()
+    det_pick = torch.Generator().manual_seed(seed + 1)
+    # The anchor is the starting model, frozen: a detector-aware update for one preference, like DPO's reference.
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if det_loss and det_cfg.anchor > 0 else None
     loader = torch.utils.data.DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
                                          drop_last=True, num_workers=int(dcfg.get("num_workers", 0)),
                                          generator=torch.Generator().manual_seed(seed))
     loop = TrainLoop(cfg, model, model.parameters(), resume=resume, progress=progress, name="student",
                      defaults={"lr": 2e-3, "warmup": 100, "weight_decay": 1e-4, "log_every": 50},
-                     accelerator=accelerator, prepare=(loader,), postfix=("deg",))
+                     accelerator=accelerator, prepare=(loader,), postfix=("deg", "det") if det_loss else ("deg",))
     batches = epochs(loop.prepared[0], dataset, loop)
     w_deg = float(lcfg.get("degradation", 0.1))
 
@@ -91,7 +103,24 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
         loss, parts = fusion_loss(o.y, o.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"], batch["weights"],
                                   batch["box"])
         l_deg = degradation_loss(o.degradation_logits, batch["degradation"])
-        # backprop the total, log the fusion loss as "loss" and the degradation BCE as "deg"
-        return loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
+        total, logged = loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
+        if det_loss is not None:  # the same inputs once more under the detector's preference
+            b = batch["rgb"].shape[0]
+            emb = det_prompts[torch.randint(len(det_prompts), (b,), generator=det_pick)].to(batch["rgb"])
+            od = loop.model(batch["thermal_in"], batch["rgb_in"], emb)
+            l_fus, _ = fusion_loss(od.y, od.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"],
+                                   det_weights.to(batch["rgb"]).expand(b, -1), batch["box"])
+            l_det, det_parts = det_loss(od.rgb, batch["targets"])
+            total = total + det_cfg.weight * l_det + det_cfg.fusion * l_fus
+            logged.update(det=l_det.detach(), det_fusion=l_fus.detach(), **det_parts)
+            if reference is not None:
+                with torch.no_grad():
+                    ref = reference(batch["thermal_in"], batch["rgb_in"], batch["preference"]).rgb
+                other = (batch["weights"] != det_weights.to(batch["weights"])).any(dim=1).to(ref)
+                l_anchor = ((o.rgb - ref).abs().mean(dim=(1, 2, 3)) * other).sum() / other.sum().clamp(min=1)
+                total = total + det_cfg.anchor * l_anchor
+                logged["anchor"] = l_anchor.detach()
+        # backprop the total; log the fusion loss as "loss", the degradation BCE as "deg", the detector's as "det"
+        return total, logged
 
     return loop.run(step_fn)

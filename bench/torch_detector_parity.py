@@ -1,0 +1,57 @@
+"""How close is the differentiable PyTorch copy of the shared detector to the OpenVINO INT8 original?
+
+Scores both on MSRS (visible-only, infrared-only frames; fused and union label sets) with the evaluator's
+mAP settings, and prints the max class-score difference on a few frames. The copy skips the INT8 activation
+quantisation, so it is a close proxy, not the same detector; training uses the copy, evaluation the original.
+
+    .venv/bin/python bench/torch_detector_parity.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ultralytics import YOLO
+
+from ivfusion.detection import Detector
+from ivfusion.detection.torch_yolo import load_torch_yolo, parity
+from ivfusion.evaluation.datasets import open_dataset
+from ivfusion.evaluation.runner import EVAL_CLASSES, MAP_DETECTOR
+from ivfusion.metrics.detection import DATASET_TO_COCO, evaluate_detections, map_predictions
+from ivfusion.paths import default_detector_weights
+
+
+class _TorchDetector(Detector):
+    """The node's Detector front door, with the PyTorch copy behind Ultralytics' predictor."""
+
+    def __init__(self, model) -> None:  # noqa: D107 -- skips Detector.__init__'s file loading on purpose
+        self.config = MAP_DETECTOR
+        self._model = YOLO("yolov8n.yaml", task="detect")
+        self._model.model = model
+        self.names = dict(model.names) if isinstance(model.names, dict) else dict(enumerate(model.names))
+        self._class_ids = None
+
+
+def main() -> None:
+    weights = default_detector_weights()
+    torch_model = load_torch_yolo(weights)
+    ov_names = Detector(MAP_DETECTOR).names
+    torch_model.names = ov_names
+    ds = open_dataset("msrs", split="all")
+    detectors = {"openvino-int8": Detector(MAP_DETECTOR), "torch-copy": _TorchDetector(torch_model)}
+    diffs = [parity(torch_model, weights, ds.folder.load(s).rgb) for s in ds.stems[:5]]
+    print(f"max |class score| difference on 5 frames: {max(diffs):.3f} (mean of maxima {np.mean(diffs):.3f})")
+    for band in ("vi", "ir"):
+        for name, det in detectors.items():
+            preds = {}
+            for stem in ds.stems:
+                s = ds.folder.load(stem)
+                img = s.bgr if band == "vi" else np.repeat(s.thermal[..., None], 3, axis=2)
+                preds[stem] = map_predictions(det.detect(img), DATASET_TO_COCO)
+            for labels in ("fused", "union"):
+                gt = {stem: ds.folder.labels(stem, labels) or [] for stem in ds.stems}
+                r = evaluate_detections(preds, gt, EVAL_CLASSES)
+                print(f"{band:>2} {name:<14} labels={labels:<5} mAP@0.5 {r.map50:.3f}  mAP@0.5:0.95 {r.map50_95:.3f}")
+
+
+if __name__ == "__main__":
+    main()

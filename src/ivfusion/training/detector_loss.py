@@ -1,0 +1,66 @@
+"""The detector's own training loss on fused crops: the signal that makes the `detection` preset detector-aware.
+
+Why this and not a better intensity target: an L1 fit to a detector-friendly target got within 5 grey levels
+of it and still did not carry the target's mAP over (docs/student.md, stage 4). What the detector needs is
+decided by the detector, so the loss is the detector's: YOLOv8's box + class + DFL loss (Ultralytics'
+``v8DetectionLoss``, task-aligned assignment) of a frozen, differentiable copy of the shared detector
+(:mod:`ivfusion.detection.torch_yolo`) looking at the fused crop, against pseudo-labels = what the same
+detector finds on either band alone (:func:`ivfusion.training.data.merge_pseudo_labels`). Its gradient flows
+into the student only. No dataset labels are used, so MSRS's labels stay a clean test of the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from ivfusion.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DetectorLossConfig:
+    weight: float = 0.0  # 0 disables the detector-aware pass
+    preset: str = "detection"  # the preference whose output the detector judges
+    target_score: float = 0.3  # pseudo-labels below this detector confidence are not targets
+    fusion: float = 1.0  # weight of that preset's fusion losses on the same pass (keeps it a fusion)
+    anchor: float = 0.0  # L1 of the *other* presets' outputs to the starting model's (they keep their look)
+    weights: str = ""  # OpenVINO IR of the detector; "" = the shared YOLOv8n
+    box: float = 7.5  # Ultralytics' default gains
+    cls: float = 0.5
+    dfl: float = 1.5
+
+    def __post_init__(self) -> None:
+        if min(self.weight, self.fusion, self.anchor) < 0:
+            raise ConfigError(f"loss.detector: weight, fusion and anchor must be >= 0, got {self.weight}, "
+                              f"{self.fusion}, {self.anchor}")
+        if not 0.0 < self.target_score < 1.0:
+            raise ConfigError(f"loss.detector.target_score must be in (0, 1), got {self.target_score}")
+
+
+class DetectorLoss:
+    """``loss(rgb (B,3,H,W) in [0,1], targets (B, N, 5) [class, cx, cy, w, h], class -1 = padding)``."""
+
+    def __init__(self, config: DetectorLossConfig) -> None:
+        from ultralytics.utils.loss import v8DetectionLoss
+
+        from ivfusion.detection.torch_yolo import load_torch_yolo
+        from ivfusion.paths import default_detector_weights
+
+        self.config = config
+        self.model = load_torch_yolo(Path(config.weights) if config.weights else default_detector_weights())
+        self.model.args = SimpleNamespace(box=config.box, cls=config.cls, dfl=config.dfl)
+        self.criterion = v8DetectionLoss(self.model)
+
+    def __call__(self, rgb: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if rgb.shape[-1] % 32 or rgb.shape[-2] % 32:
+            raise ConfigError(f"detector-aware loss needs crops that are multiples of 32, got {tuple(rgb.shape[-2:])}")
+        valid = targets[..., 0] >= 0
+        batch_idx = torch.nonzero(valid)[:, 0].to(rgb.dtype)
+        rows = targets[valid]
+        batch = {"batch_idx": batch_idx, "cls": rows[:, :1], "bboxes": rows[:, 1:]}
+        loss, items = self.criterion(self.model(rgb), batch)
+        b = rgb.shape[0]
+        return loss.sum() / b, {f"det_{k.split('_')[0]}": v.detach() for k, v in items.items()}

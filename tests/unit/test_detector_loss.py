@@ -1,0 +1,136 @@
+"""The detector-aware loss: the PyTorch copy of the shared detector, pseudo-labels, crops, gradients, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ivfusion.training.data import MAX_TARGETS, crop_targets, merge_pseudo_labels
+
+from tests.unit.tiny_data import write_tiny_pairs
+
+WEIGHTS = "weights/yolov8n_int8_openvino_model"
+
+
+@pytest.fixture(scope="module")
+def ir_path(shared_root: Path) -> Path:
+    path = shared_root / WEIGHTS
+    if not path.is_dir():
+        pytest.skip(f"shared detector not found at {path}: the PyTorch copy is built from it")
+    return path
+
+
+@pytest.fixture(scope="module")
+def msrs_rgb(shared_root: Path) -> np.ndarray:
+    import cv2
+
+    path = shared_root / "datasets" / "msrs" / "vi" / "00001D.png"
+    if not path.exists():
+        pytest.skip(f"shared MSRS frame not found at {path}")
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def torch_yolo(ir_path: Path):
+    from ivfusion.detection.torch_yolo import load_torch_yolo
+
+    return load_torch_yolo(ir_path)
+
+
+def test_every_convolution_of_the_ir_is_loaded_dequantised(ir_path: Path) -> None:
+    from ivfusion.detection.torch_yolo import openvino_conv_weights
+
+    w = openvino_conv_weights(ir_path)
+    convs = [k for k in w if k.endswith(".weight")]
+    assert len(convs) == 64 and w["model.0.conv.weight"].shape == (16, 3, 3, 3)
+    assert w["model.0.conv.weight"].dtype == torch.float32
+    # per-channel INT8: each output channel takes at most 255 distinct values
+    assert all(len(torch.unique(ch)) <= 255 for ch in w["model.2.cv1.conv.weight"])
+
+
+def test_torch_copy_agrees_with_openvino(torch_yolo, ir_path: Path, msrs_rgb: np.ndarray) -> None:
+    from ivfusion.detection.torch_yolo import parity
+
+    # activations are not quantised in the copy: scores differ by a few hundredths, never by a different model
+    assert parity(torch_yolo, ir_path, msrs_rgb) < 0.3
+    with pytest.raises(Exception):
+        parity(torch_yolo, ir_path, msrs_rgb[:, :, :1])  # a bad input fails loudly instead of scoring garbage
+
+
+def test_pseudo_labels_merge_both_bands() -> None:
+    ir = [[0.1, 0.1, 0.3, 0.5, 0, 0.9], [0.6, 0.6, 0.8, 0.9, 2, 0.2]]  # the car is below the score floor
+    vi = [[0.11, 0.1, 0.31, 0.5, 0, 0.7], [0.5, 0.1, 0.7, 0.4, 0, 0.8]]  # same person again + another one
+    merged = merge_pseudo_labels(ir + vi, min_score=0.3)
+    assert merged.shape == (2, 5)
+    assert np.allclose(merged[0], [0.1, 0.1, 0.3, 0.5, 0])  # the higher-scoring duplicate wins
+    assert merge_pseudo_labels([], 0.3).shape == (0, 5)
+
+
+def test_crop_targets_cut_flip_and_drop_slivers() -> None:
+    boxes = np.array([[10, 20, 30, 60, 0],   # inside the crop at (0, 0) of side 64
+                      [50, 0, 90, 40, 2],    # 14 of 40 px wide inside: a sliver, dropped
+                      [200, 200, 220, 230, 0]], np.float32)  # outside
+    t = crop_targets(boxes, 0, 0, 64, flip=False, size=64)
+    assert t.shape == (MAX_TARGETS, 5) and (t[:, 0] >= 0).sum() == 1
+    assert torch.allclose(t[0], torch.tensor([0, 20 / 64, 40 / 64, 20 / 64, 40 / 64]))
+    f = crop_targets(boxes, 0, 0, 64, flip=True, size=64)
+    assert torch.allclose(f[0, 1], torch.tensor((64 - 20) / 64))  # mirrored centre
+    padded = crop_targets(boxes, 0, 0, 48, flip=False, size=64)  # 48-px image padded to 64: cut at 48, same pixels
+    assert torch.allclose(padded[0, 1:], torch.tensor([20 / 64, 34 / 64, 20 / 64, 28 / 64]))
+
+
+def test_detector_loss_prefers_the_image_the_labels_came_from(ir_path: Path, msrs_rgb: np.ndarray) -> None:
+    import cv2
+
+    from ivfusion.detection import Detector, DetectorConfig
+    from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
+
+    crop = np.ascontiguousarray(cv2.resize(msrs_rgb, (320, 256), interpolation=cv2.INTER_AREA))
+    dets = Detector(DetectorConfig(weights=str(ir_path), conf=0.3)).detect(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    assert dets, "the detector should find objects in the first MSRS daytime frame"
+    labels = np.array([[d.x1, d.y1, d.x2, d.y2, d.class_index] for d in dets], np.float32)
+    h, w = crop.shape[:2]
+    targets = torch.full((1, MAX_TARGETS, 5), -1.0)
+    for i, (x1, y1, x2, y2, c) in enumerate(labels[:MAX_TARGETS]):
+        targets[0, i] = torch.tensor([c, (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h])
+    loss = DetectorLoss(DetectorLossConfig(weight=1.0, weights=str(ir_path)))
+    image = torch.from_numpy(crop).permute(2, 0, 1)[None].float().div(255).requires_grad_(True)
+    on_image, parts = loss(image, targets)
+    flat = torch.full_like(image, 0.5)
+    on_flat, _ = loss(flat, targets)
+    assert {"det_box", "det_cls", "det_dfl"} <= set(parts)
+    assert on_image.detach().item() < 0.5 * on_flat.item(), (on_image.detach().item(), on_flat.item())
+    on_image.backward()
+    assert image.grad is not None and float(image.grad.abs().sum()) > 0
+    assert not any(p.requires_grad for p in loss.model.parameters())  # the detector stays frozen
+    with pytest.raises(Exception, match="multiples of 32"):
+        loss(image[..., :250], targets)
+
+
+def test_training_with_the_detector_loss_logs_it(tmp_path: Path, ir_path: Path) -> None:
+    from ivfusion.training.trainer import train
+
+    data = write_tiny_pairs(tmp_path / "data", h=64, w=72)
+    cfg = {
+        "output_dir": str(tmp_path / "run"),
+        "model": {"width": 8, "grid_depth": 4, "downsample": 2, "cond_dim": 16, "guide_hidden": 4},
+        "data": {"sources": [{"name": str(data)}], "crop": 64, "text_encoder": "random",
+                 "cache_dir": str(tmp_path / "cache"), "degradation": {"prob": 0.5}},
+        "train": {"seed": 1, "steps": 2, "batch_size": 2, "lr": 1e-3, "warmup": 1, "log_every": 1,
+                  "checkpoint_every": 10, "threads": 1},
+        "loss": {"detector": {"weight": 0.5, "target_score": 0.25, "weights": str(ir_path)}},
+        "presets": {"detection": {"t0": 0.8}, "visual": {"t0": 0.0}, "balanced": {}, "low_light": {}, "fog": {}},
+    }
+    train(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["det"]) and np.isfinite(r["det_fusion"]) for r in log)
+    cache = json.loads((tmp_path / "cache" / "student_detections.json").read_text())
+    assert all(len(b) == 6 for boxes in cache.values() for b in boxes)  # class and score kept for pseudo-labels
+    cfg["loss"]["detector"]["preset"] = "nope"
+    with pytest.raises(Exception, match="not one of the presets"):
+        train(cfg, progress=False, resume=False)
