@@ -36,9 +36,9 @@ def main() -> None:
     stems = list(ds.stems)
     rng = np.random.default_rng(args.seed)
     draws = [rng.integers(0, len(stems), len(stems)) for _ in range(args.n)]
+    preds = [{s: map_predictions(r.detections.get(s, []), DATASET_TO_COCO) for s in stems} for r in result.methods]
     for labels in args.labels.split(","):
         gt = {s: ds.folder.labels(s, labels) or [] for s in stems}
-        preds = [{s: map_predictions(r.detections.get(s, []), DATASET_TO_COCO) for s in stems} for r in result.methods]
 
         def map50(p: dict, idx: np.ndarray) -> float:
             # resampled images get unique keys so a twice-drawn image counts twice

@@ -34,11 +34,11 @@ class _TorchDetector(Detector):
 def main() -> None:
     weights = default_detector_weights()
     torch_model = load_torch_yolo(weights)
-    ov_names = Detector(MAP_DETECTOR).names
-    torch_model.names = ov_names
+    openvino = Detector(MAP_DETECTOR)
+    torch_model.names = openvino.names
     ds = open_dataset("msrs", split="all")
-    detectors = {"openvino-int8": Detector(MAP_DETECTOR), "torch-copy": _TorchDetector(torch_model)}
-    diffs = [parity(torch_model, weights, ds.folder.load(s).rgb) for s in ds.stems[:5]]
+    detectors = {"openvino-int8": openvino, "torch-copy": _TorchDetector(torch_model)}
+    diffs = parity(torch_model, weights, [ds.folder.load(s).rgb for s in ds.stems[:5]])
     print(f"max |class score| difference on 5 frames: {max(diffs):.3f} (mean of maxima {np.mean(diffs):.3f})")
     for band in ("vi", "ir"):
         for name, det in detectors.items():

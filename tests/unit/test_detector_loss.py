@@ -56,9 +56,9 @@ def test_torch_copy_agrees_with_openvino(torch_yolo, ir_path: Path, msrs_rgb: np
     from ivfusion.detection.torch_yolo import parity
 
     # activations are not quantised in the copy: scores differ by a few hundredths, never by a different model
-    assert parity(torch_yolo, ir_path, msrs_rgb) < 0.3
+    assert max(parity(torch_yolo, ir_path, [msrs_rgb])) < 0.3
     with pytest.raises(Exception):
-        parity(torch_yolo, ir_path, msrs_rgb[:, :, :1])  # a bad input fails loudly instead of scoring garbage
+        parity(torch_yolo, ir_path, [msrs_rgb[:, :, :1]])  # a bad input fails loudly instead of scoring garbage
 
 
 def test_pseudo_labels_merge_both_bands() -> None:

@@ -42,16 +42,22 @@ def _const(node) -> np.ndarray:
     raise DetectorError(f"unexpected {kind} node {node.get_friendly_name()!r} in a weight path")
 
 
+def ir_xml(path: str | Path) -> Path:
+    """The IR's ``.xml``, given the export folder (as Ultralytics writes it) or the file itself."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob("*.xml"))
+    if not found:
+        raise DetectorError(f"{path}: no OpenVINO .xml in the folder")
+    return found[0]
+
+
 def openvino_conv_weights(xml: str | Path) -> dict[str, torch.Tensor]:
     """``{"model.4.m.1.cv2.conv.weight": ..., ".bias": ...}`` for every convolution in the IR, dequantised."""
     import openvino as ov
 
-    xml = Path(xml)
-    if xml.is_dir():
-        found = sorted(xml.glob("*.xml"))
-        if not found:
-            raise DetectorError(f"{xml}: no OpenVINO .xml in the folder")
-        xml = found[0]
+    xml = ir_xml(xml)
     model = ov.Core().read_model(str(xml))
     out: dict[str, torch.Tensor] = {}
     for op in model.get_ordered_ops():
@@ -73,7 +79,7 @@ def openvino_conv_weights(xml: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_torch_yolo(weights: str | Path, *, yaml: str | None = None) -> torch.nn.Module:
+def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml") -> torch.nn.Module:
     """The OpenVINO detector at ``weights`` (folder or .xml) as a fused, frozen, eval-mode ``DetectionModel``.
 
     The model takes RGB in [0, 1], (B, 3, H, W) with H and W multiples of 32, and returns what Ultralytics'
@@ -84,8 +90,6 @@ def load_torch_yolo(weights: str | Path, *, yaml: str | None = None) -> torch.nn
     weights = Path(weights)
     state = openvino_conv_weights(weights)
     nc = int(state["model.22.cv3.0.2.weight"].shape[0])
-    if yaml is None:  # the metadata names the Ultralytics version and model; YOLOv8n is what the IR holds
-        yaml = "yolov8n.yaml"
     model = DetectionModel(yaml, nc=nc, verbose=False)
     model.fuse(verbose=False)
     own = model.state_dict()
@@ -100,17 +104,18 @@ def load_torch_yolo(weights: str | Path, *, yaml: str | None = None) -> torch.nn
 
 
 @torch.no_grad()
-def parity(model: torch.nn.Module, weights: str | Path, image_rgb: np.ndarray, imgsz: int = 640) -> float:
-    """Max abs difference of the decoded class scores, PyTorch copy vs the OpenVINO IR, on one square-resized
-    image -- the cost of not quantising activations."""
+def parity(model: torch.nn.Module, weights: str | Path, images_rgb: list[np.ndarray], imgsz: int = 640) -> list[float]:
+    """Per image, max abs difference of the decoded class scores, PyTorch copy vs the OpenVINO IR (compiled once),
+    on square-resized frames -- the cost of not quantising activations."""
     import cv2
     import openvino as ov
 
-    x = cv2.resize(image_rgb, (imgsz, imgsz), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    x = x.transpose(2, 0, 1)[None]
-    path = Path(weights)
-    xml = sorted(path.glob("*.xml"))[0] if path.is_dir() else path
-    compiled = ov.Core().compile_model(str(xml), "CPU")
-    ref = compiled(x)[0]
-    ours = model(torch.from_numpy(x))[0].numpy()
-    return float(np.abs(ref[:, 4:] - ours[:, 4:]).max())
+    compiled = ov.Core().compile_model(str(ir_xml(weights)), "CPU")
+    out = []
+    for image_rgb in images_rgb:
+        x = cv2.resize(image_rgb, (imgsz, imgsz), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        x = x.transpose(2, 0, 1)[None]
+        ref = compiled(x)[0]
+        ours = model(torch.from_numpy(x))[0].numpy()
+        out.append(float(np.abs(ref[:, 4:] - ours[:, 4:]).max()))
+    return out

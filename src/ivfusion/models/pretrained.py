@@ -54,3 +54,14 @@ def read_pretrained(directory: str | Path, what: str, format_version: int) -> tu
         raise ConfigError(f"{what}: {cfg_path} has format version {doc['_format_version']}; this code reads "
                           f"<= {format_version}")
     return doc, w_path
+
+
+def load_pretrained(cls: Any, directory: str | Path, what: str, format_version: int, map_location: str = "cpu") -> Any:
+    """``cls.from_config`` on the saved config, then the safetensors weights: the common part of every
+    ``from_pretrained``."""
+    from safetensors.torch import load_file
+
+    doc, w_path = read_pretrained(directory, what, format_version)
+    model = cls.from_config(doc)
+    model.load_state_dict(load_file(str(w_path), device=map_location))
+    return model

@@ -35,7 +35,7 @@ from torch import nn
 
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import rgb_to_ycbcr, ycbcr_to_rgb
-from ivfusion.models.pretrained import constructor_args, read_pretrained, write_pretrained
+from ivfusion.models.pretrained import constructor_args, load_pretrained, write_pretrained
 
 #: Synthetic degradations the ``auto`` head recognises (multi-label), in logit order.
 DEGRADATIONS: tuple[str, ...] = (
@@ -248,13 +248,11 @@ class StudentFusionNet(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> StudentFusionNet:
-        from safetensors.torch import load_file
-
-        doc, w_path = read_pretrained(directory, "student", FORMAT_VERSION)
-        model = cls.from_config(doc)
-        model.load_state_dict(load_file(str(w_path), device=map_location))
+        model = load_pretrained(cls, directory, "student", FORMAT_VERSION, map_location)
         directory = Path(directory)
         p_path = directory / PRESETS_NAME
         if p_path.exists():
+            from safetensors.torch import load_file
+
             model.preset_embeddings = dict(load_file(str(p_path), device=map_location))
         return model.eval()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ivfusion.errors import ConfigError
-from ivfusion.models.pretrained import constructor_args, read_pretrained, write_pretrained
+from ivfusion.models.pretrained import constructor_args, load_pretrained, write_pretrained
 from ivfusion.teacher.autoencoder import build_codec
 from ivfusion.teacher.properties import STANDARD, code_vector
 
@@ -198,9 +198,5 @@ class PALDM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> PALDM:
-        from safetensors.torch import load_file
-
-        doc, w_path = read_pretrained(directory, "teacher", FORMAT_VERSION)
-        model = cls.from_config(doc)
-        model.load_state_dict(load_file(str(w_path), device=map_location))
+        model = load_pretrained(cls, directory, "teacher", FORMAT_VERSION, map_location)
         return model.eval()

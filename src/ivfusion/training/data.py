@@ -197,6 +197,7 @@ class FusionPairs(Dataset):
             "degradation": torch.from_numpy(labels),
             "preference": emb.float(),
             "weights": self.weights[p],
+            "preset": torch.tensor(p),  # index into preset_names
         }
         if self.with_targets:
             out["targets"] = crop_targets(targets, x0, y0, c, flip, self.crop)

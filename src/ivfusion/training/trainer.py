@@ -82,12 +82,14 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                           degradation=DegradationConfig(**dcfg.get("degradation", {})),
                           max_side=int(dcfg.get("max_side", 800)), detections=detections,
                           target_score=det_cfg.target_score if det_cfg.weight > 0 else None, seed=seed)
-    det_loss = DetectorLoss(det_cfg) if det_cfg.weight > 0 else None
-    det_prompts = prompts[det_cfg.preset]
-    det_weights = presets[det_cfg.preset].as_tensor()
-    det_pick = torch.Generator().manual_seed(seed + 1)
-    # The anchor is the starting model, frozen: a detector-aware update for one preference, like DPO's reference.
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if det_loss and det_cfg.anchor > 0 else None
+    det_loss = reference = None
+    if det_cfg.weight > 0:
+        det_loss = DetectorLoss(det_cfg)
+        det_prompts, det_weights = prompts[det_cfg.preset], presets[det_cfg.preset].as_tensor()
+        det_index = dataset.preset_names.index(det_cfg.preset)
+        det_pick = torch.Generator().manual_seed(seed + 1)
+        if det_cfg.anchor > 0:  # the starting model, frozen: an update for one preference, like DPO's reference
+            reference = copy.deepcopy(model).eval().requires_grad_(False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
                                          drop_last=True, num_workers=int(dcfg.get("num_workers", 0)),
                                          generator=torch.Generator().manual_seed(seed))
@@ -116,7 +118,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
             if reference is not None:
                 with torch.no_grad():
                     ref = reference(batch["thermal_in"], batch["rgb_in"], batch["preference"]).rgb
-                other = (batch["weights"] != det_weights.to(batch["weights"])).any(dim=1).to(ref)
+                other = (batch["preset"] != det_index).to(ref)
                 l_anchor = ((o.rgb - ref).abs().mean(dim=(1, 2, 3)) * other).sum() / other.sum().clamp(min=1)
                 total = total + det_cfg.anchor * l_anchor
                 logged["anchor"] = l_anchor.detach()
