@@ -61,6 +61,18 @@ def test_torch_copy_agrees_with_openvino(torch_yolo, ir_path: Path, msrs_rgb: np
         parity(torch_yolo, ir_path, [msrs_rgb[:, :, :1]])  # a bad input fails loudly instead of scoring garbage
 
 
+def test_class_weights_name_the_detectors_classes(torch_yolo) -> None:
+    from ivfusion.training.detector_loss import DetectorLossConfig, class_weight_vector
+
+    assert torch_yolo.names[0] == "person" and torch_yolo.names[1] == "bicycle"  # from the IR's metadata.yaml
+    w = class_weight_vector({"bicycle": 4.0}, torch_yolo.names)
+    assert w.shape == (80,) and w[1] == 4.0 and float(w.sum()) == 83.0
+    with pytest.raises(Exception, match="unknown classes"):
+        class_weight_vector({"bicycel": 4.0}, torch_yolo.names)
+    with pytest.raises(Exception, match="must be > 0"):
+        DetectorLossConfig(weight=1.0, class_weights={"bicycle": 0.0})
+
+
 def test_pseudo_labels_merge_both_bands() -> None:
     ir = [[0.1, 0.1, 0.3, 0.5, 0, 0.9], [0.6, 0.6, 0.8, 0.9, 2, 0.2]]  # the car is below the score floor
     vi = [[0.11, 0.1, 0.31, 0.5, 0, 0.7], [0.5, 0.1, 0.7, 0.4, 0, 0.8]]  # same person again + another one
@@ -122,7 +134,8 @@ def test_training_with_the_detector_loss_logs_it(tmp_path: Path, ir_path: Path) 
                  "cache_dir": str(tmp_path / "cache"), "degradation": {"prob": 0.5}},
         "train": {"seed": 1, "steps": 2, "batch_size": 2, "lr": 1e-3, "warmup": 1, "log_every": 1,
                   "checkpoint_every": 10, "threads": 1},
-        "loss": {"detector": {"weight": 0.5, "target_score": 0.25, "weights": str(ir_path)}},
+        "loss": {"detector": {"weight": 0.5, "target_score": 0.25, "weights": str(ir_path),
+                              "class_weights": {"bicycle": 2.0}}},
         "presets": {"detection": {"t0": 0.8}, "visual": {"t0": 0.0}, "balanced": {}, "low_light": {}, "fog": {}},
     }
     train(cfg, progress=False)
@@ -134,3 +147,39 @@ def test_training_with_the_detector_loss_logs_it(tmp_path: Path, ir_path: Path) 
     cfg["loss"]["detector"]["preset"] = "nope"
     with pytest.raises(Exception, match="not one of the presets"):
         train(cfg, progress=False, resume=False)
+
+
+def test_embedding_tuning_changes_only_the_detection_preset(tmp_path: Path, ir_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from ivfusion.training.trainer import train
+
+    data = write_tiny_pairs(tmp_path / "data", h=64, w=72)
+    presets = {"detection": {"t0": 0.8}, "visual": {"t0": 0.0}, "balanced": {}}
+    base = {
+        "model": {"width": 8, "grid_depth": 4, "downsample": 2, "cond_dim": 16, "guide_hidden": 4},
+        "data": {"sources": [{"name": str(data)}], "crop": 64, "text_encoder": "random",
+                 "cache_dir": str(tmp_path / "cache"), "degradation": {"prob": 0.5}},
+        "presets": presets,
+    }
+    start = train({**base, "output_dir": str(tmp_path / "start"),
+                   "train": {"seed": 1, "steps": 1, "batch_size": 2, "warmup": 1, "threads": 1}}, progress=False)
+    tuned_cfg = {**base, "output_dir": str(tmp_path / "tuned"),
+                 "train": {"seed": 2, "steps": 3, "stop_at_step": 2, "batch_size": 2, "lr": 0.05, "warmup": 1,
+                           "weight_decay": 0.0, "log_every": 1, "checkpoint_every": 1, "threads": 1,
+                           "tune": "embedding", "init_from": str(start)},
+                 "loss": {"detector": {"weight": 1.0, "target_score": 0.25, "weights": str(ir_path)}}}
+    first = train(tuned_cfg, progress=False)
+    tuned = train({**tuned_cfg, "train": {**tuned_cfg["train"], "stop_at_step": 0}}, progress=False)  # resumes
+    log = [json.loads(line) for line in (tmp_path / "tuned" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    # logged before each update: 0 at step 1; step 3 (after the resume) continues from the learned vector
+    assert log[2]["embedding_shift"] > log[1]["embedding_shift"] > log[0]["embedding_shift"] == 0
+    net0, net1 = load_file(str(start / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
+    assert all(torch.equal(net0[k], net1[k]) for k in net0)  # the network is frozen
+    p0, p1 = load_file(str(start / "presets.safetensors")), load_file(str(tuned / "presets.safetensors"))
+    assert not torch.equal(p0["detection"], p1["detection"])
+    assert all(torch.equal(p0[k], p1[k]) for k in ("visual", "balanced"))  # the other presets are untouched
+    assert first == tuned
+    with pytest.raises(Exception, match="loss.detector.weight > 0"):
+        train({**tuned_cfg, "loss": {}}, progress=False, resume=False)

@@ -243,3 +243,29 @@ def test_distill_caches_teacher_outputs_and_fine_tunes_the_student(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "distill" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and {"kd", "fusion"} <= set(log[0])
     assert set(StudentFusionNet.from_pretrained(final).preset_embeddings) == {"detection", "visual"}
+
+
+def test_residual_distillation_targets_the_students_own_output_plus_the_teachers_change(tmp_path):
+    from ivfusion.models.student import StudentFusionNet
+    from ivfusion.teacher.distill import train_distill
+
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    torch.manual_seed(0)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "teacher")
+    student = StudentFusionNet.from_config({"width": 8, "grid_depth": 4, "downsample": 2, "cond_dim": 8, "text_dim": 16,
+                                            "guide_hidden": 4})
+    student.preset_embeddings = {"detection": torch.nn.functional.normalize(torch.randn(16), dim=0)}
+    student.save_pretrained(tmp_path / "student")
+    # teacher = reference: IDPO changed nothing, so the target is the starting student itself and the first
+    # (pre-update) distillation loss is exactly zero; a wrong crop/noise pairing of the two caches would not be
+    cfg = {"output_dir": str(tmp_path / "distill"), "teacher": str(tmp_path / "teacher"),
+           "reference": str(tmp_path / "teacher"), "student_init": str(tmp_path / "student"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 32, "crops_per_image": 1, "steps": 2},
+           "presets": {"detection": {"t0": 0.8}},
+           "train": {"seed": 3, "steps": 2, "batch_size": 2, "lr": 1e-3, "warmup": 1, "log_every": 1,
+                     "checkpoint_every": 2, "threads": 1},
+           "loss": {"fusion": 0.2}}
+    train_distill(cfg, progress=False)
+    assert (tmp_path / "distill" / "reference_cache.safetensors").exists()
+    log = [json.loads(line) for line in (tmp_path / "distill" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["kd"] == 0.0 and log[1]["kd"] > 0.0

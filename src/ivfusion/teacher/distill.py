@@ -9,12 +9,20 @@
    preset's weights) as a regulariser that keeps colour and the unsupervised properties, so the student
    cannot simply copy the teacher's artefacts. The result is a normal student folder (``save_pretrained``);
    shipping it as default is a separate, measured decision (docs/teacher.md).
+
+Residual mode (``reference:`` = the teacher before IDPO, i.e. the PALDM): the target is the *starting student's*
+own output plus ``gain`` x (PCLDM - PALDM) on the same crop, preset and noise. Why: the CPU-sized teacher is a
+worse fuser than the student (docs/teacher.md), so copying it loses the student's quality; what IDPO adds is the
+*change* preference optimisation made to the teacher, and that change is what this transfers -- the same way
+DPO itself is anchored to a frozen reference.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import copy
 
 import numpy as np
 import torch
@@ -26,7 +34,7 @@ from ivfusion.teacher.data import Image, to_tensor
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
 
-DISTILL_SECTIONS = ("output_dir", "teacher", "student_init", "data", "presets", "train", "loss")
+DISTILL_SECTIONS = ("output_dir", "teacher", "reference", "student_init", "data", "presets", "train", "loss")
 
 
 @torch.no_grad()
@@ -79,7 +87,6 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     seed = int(tcfg.get("seed", 0))
     torch.set_num_threads(int(tcfg.get("threads", torch.get_num_threads())))
     student = StudentFusionNet.from_pretrained(cfg["student_init"])
-    teacher = PALDM.from_pretrained(cfg["teacher"])
     names = sorted(cfg["presets"])
     missing = set(names) - set(student.preset_embeddings)
     if missing:
@@ -87,12 +94,22 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     embeddings = {n: student.preset_embeddings[n].float() for n in names}
     weights = torch.stack([PresetLoss(**(cfg["presets"][n] or {})).as_tensor() for n in names])
     images, _ = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
-    cache = cache_teacher_outputs(teacher, images, embeddings, patch=int(dcfg.get("patch", 128)),
-                                  crops_per_image=int(dcfg.get("crops_per_image", 2)), steps=int(dcfg.get("steps", 8)),
-                                  seed=seed,
-                                  out_file=Path(cfg["output_dir"]) / "teacher_cache.safetensors",
-                                  progress=progress)
-    del teacher
+
+    def outputs_of(model_dir: str, file: str) -> dict[str, torch.Tensor]:
+        return cache_teacher_outputs(PALDM.from_pretrained(model_dir), images, embeddings,
+                                     patch=int(dcfg.get("patch", 128)),
+                                     crops_per_image=int(dcfg.get("crops_per_image", 2)),
+                                     steps=int(dcfg.get("steps", 8)), seed=seed,
+                                     out_file=Path(cfg["output_dir"]) / file, progress=progress)
+
+    cache = outputs_of(cfg["teacher"], "teacher_cache.safetensors")
+    base = delta = None
+    if cfg.get("reference"):  # residual mode: same crops, noise and presets through the teacher before IDPO
+        ref = outputs_of(cfg["reference"], "reference_cache.safetensors")
+        if not torch.equal(ref["thermal"], cache["thermal"]):
+            raise ConfigError("distillation: teacher and reference caches hold different crops; delete both caches")
+        delta = cache["teacher"].float().sub(ref["teacher"].float()).div(255) * float(lcfg.get("residual_gain", 1.0))
+        base = copy.deepcopy(student).eval().requires_grad_(False)
     n, batch_size = cache["thermal"].shape[0], int(tcfg.get("batch_size", 8))
     w_kd, w_reg = float(lcfg.get("distill", 1.0)), float(lcfg.get("fusion", 0.2))
     loop = TrainLoop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
@@ -103,10 +120,13 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         k = torch.randint(0, len(names), (batch_size,), generator=g)
         t = cache["thermal"][idx].float().div(255)
         rgb = cache["rgb"][idx].float().div(255)
-        y_t = cache["teacher"][idx, k].float().div(255)
+        y_t = cache["teacher"][idx, k].float().div(255) if delta is None else delta[idx, k]
         if torch.rand((), generator=g) < 0.5:
             t, rgb, y_t = t.flip(-1), rgb.flip(-1), y_t.flip(-1)
         pref = torch.stack([embeddings[names[j]] for j in k.tolist()])
+        if base is not None:  # the starting student's output, moved by what IDPO changed in the teacher
+            with torch.no_grad():
+                y_t = (base(t, rgb, pref).y + y_t).clamp(0, 1)
         o = loop.model(t, rgb, pref)
         l_kd = F.l1_loss(o.y, y_t)
         l_reg, _ = fusion_loss(o.y, o.rgb, t, luma(rgb), rgb, weights[k], None)

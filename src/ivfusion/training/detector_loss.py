@@ -11,7 +11,7 @@ into the student only. No dataset labels are used, so MSRS's labels stay a clean
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +31,7 @@ class DetectorLossConfig:
     box: float = 7.5  # Ultralytics' default gains
     cls: float = 0.5
     dfl: float = 1.5
+    class_weights: dict[str, float] = field(default_factory=dict)  # e.g. {bicycle: 4}: rare pseudo-label classes
 
     def __post_init__(self) -> None:
         if min(self.weight, self.fusion, self.anchor) < 0:
@@ -38,6 +39,8 @@ class DetectorLossConfig:
                               f"{self.fusion}, {self.anchor}")
         if not 0.0 < self.target_score < 1.0:
             raise ConfigError(f"loss.detector.target_score must be in (0, 1), got {self.target_score}")
+        if any(float(w) <= 0 for w in self.class_weights.values()):
+            raise ConfigError(f"loss.detector.class_weights must be > 0, got {self.class_weights}")
 
 
 class DetectorLoss:
@@ -52,6 +55,8 @@ class DetectorLoss:
         self.config = config
         self.model = load_torch_yolo(Path(config.weights) if config.weights else default_detector_weights())
         self.model.args = SimpleNamespace(box=config.box, cls=config.cls, dfl=config.dfl)
+        if config.class_weights:  # Ultralytics scales each class's BCE column by model.class_weights
+            self.model.class_weights = class_weight_vector(config.class_weights, self.model.names)
         self.criterion = v8DetectionLoss(self.model)
 
     def __call__(self, rgb: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -64,3 +69,17 @@ class DetectorLoss:
         loss, items = self.criterion(self.model(rgb), batch)
         b = rgb.shape[0]
         return loss.sum() / b, {f"det_{k.split('_')[0]}": v.detach() for k, v in items.items()}
+
+
+def class_weight_vector(weights: dict[str, float], names: dict[int, str]) -> torch.Tensor:
+    """Per-class BCE weights for the detector's classes (1 where not named). Why: pseudo-labels are 45 % person,
+    49 % car and 2 % bicycle, so an unweighted loss lets the rare class pay for the common ones (docs/student.md)."""
+    index = {n: i for i, n in names.items()}
+    unknown = sorted(set(weights) - set(index))
+    if unknown:
+        raise ConfigError(f"loss.detector.class_weights: unknown classes {unknown}; the detector has e.g. "
+                          f"{', '.join(list(index)[:6])}")
+    vector = torch.ones(len(names))
+    for name, w in weights.items():
+        vector[index[name]] = float(w)
+    return vector

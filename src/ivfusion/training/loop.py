@@ -113,7 +113,7 @@ class TrainLoop:
                 raise ConfigError(f"{self.out}: loss became {loss.item()} at step {self.step}; lower train.lr")
             self.optimizer.zero_grad(set_to_none=True)
             self.accelerator.backward(loss)
-            self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.accelerator.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], 1.0)
             self.optimizer.step()
             self.step += 1
             self.bar.update(1)

@@ -15,7 +15,7 @@ import yaml
 
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import luma
-from ivfusion.models.student import StudentFusionNet
+from ivfusion.models.student import PRESETS_NAME, StudentFusionNet
 from ivfusion.training.data import FusionPairs, SourceSpec, detector_labels, resolve_source
 from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
 from ivfusion.training.degradations import DegradationConfig
@@ -23,6 +23,7 @@ from ivfusion.training.losses import PresetLoss, degradation_loss, fusion_loss
 from ivfusion.training.loop import TrainLoop, epochs, latest_checkpoint, make_accelerator  # noqa: F401 (latest_checkpoint re-exported)
 
 SECTIONS = ("model", "data", "train", "loss", "presets", "output_dir")
+TUNE = ("all", "embedding")  # train.tune: every weight, or only the detector preset's cached embedding
 REQUIRED = ("data", "train", "presets", "output_dir")
 
 
@@ -70,6 +71,10 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
         model.load_state_dict(load_file(str(Path(tcfg["init_from"]) / "model.safetensors")))
     prompts = _prompt_embeddings(dcfg.get("text_encoder", "minilm"), model.config["text_dim"], seed)
     model.preset_embeddings = {n: p[0].clone() for n, p in prompts.items()}
+    if tcfg.get("init_from") and (Path(tcfg["init_from"]) / PRESETS_NAME).exists():
+        from safetensors.torch import load_file  # a tuned preset (train.tune: embedding) carries over
+
+        model.preset_embeddings.update(load_file(str(Path(tcfg["init_from"]) / PRESETS_NAME)))
     presets = {n: PresetLoss(**(v or {})) for n, v in cfg["presets"].items()}
     sources = [resolve_source(SourceSpec(**s) if isinstance(s, dict) else SourceSpec(str(s))) for s in dcfg["sources"]]
     det_cfg = DetectorLossConfig(**lcfg.get("detector", {}))
@@ -82,39 +87,63 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                           degradation=DegradationConfig(**dcfg.get("degradation", {})),
                           max_side=int(dcfg.get("max_side", 800)), detections=detections,
                           target_score=det_cfg.target_score if det_cfg.weight > 0 else None, seed=seed)
-    det_loss = reference = None
+    tune = str(tcfg.get("tune", "all"))
+    if tune not in TUNE:
+        raise ConfigError(f"train.tune must be one of {TUNE}, got {tune!r}")
+    if tune == "embedding" and det_cfg.weight <= 0:
+        raise ConfigError("train.tune: embedding learns the detector preset's embedding; set loss.detector.weight > 0")
+    det_loss = reference = learned = start_embedding = None
+    params: Any = model.parameters()
     if det_cfg.weight > 0:
         det_loss = DetectorLoss(det_cfg)
         det_prompts, det_weights = prompts[det_cfg.preset], presets[det_cfg.preset].as_tensor()
         det_index = dataset.preset_names.index(det_cfg.preset)
         det_pick = torch.Generator().manual_seed(seed + 1)
-        if det_cfg.anchor > 0:  # the starting model, frozen: an update for one preference, like DPO's reference
+        if tune == "embedding":
+            start_embedding = model.preset_embeddings[det_cfg.preset].detach().clone().view(-1).to(accelerator.device)
+            learned = _learned_embedding(model, det_cfg.preset, Path(cfg["output_dir"]) if resume else None,
+                                         accelerator.device)
+            params = [learned]
+        elif det_cfg.anchor > 0:  # the starting model, frozen: an update for one preference, like DPO's reference
             reference = copy.deepcopy(model).eval().requires_grad_(False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
                                          drop_last=True, num_workers=int(dcfg.get("num_workers", 0)),
                                          generator=torch.Generator().manual_seed(seed))
-    loop = TrainLoop(cfg, model, model.parameters(), resume=resume, progress=progress, name="student",
+    loop = TrainLoop(cfg, model, params, resume=resume, progress=progress, name="student",
                      defaults={"lr": 2e-3, "warmup": 100, "weight_decay": 1e-4, "log_every": 50},
-                     accelerator=accelerator, prepare=(loader,), postfix=("deg", "det") if det_loss else ("deg",))
+                     accelerator=accelerator, prepare=(loader,), postfix=("det",) if learned is not None else ("deg", "det") if det_loss else ("deg",))
     batches = epochs(loop.prepared[0], dataset, loop)
     w_deg = float(lcfg.get("degradation", 0.1))
 
+    def detector_pass(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The same inputs under the detector's preference: detector loss + that preset's fusion losses."""
+        b = batch["rgb"].shape[0]
+        if learned is not None:
+            emb = learned.view(1, -1).expand(b, -1)
+        else:
+            emb = det_prompts[torch.randint(len(det_prompts), (b,), generator=det_pick)].to(batch["rgb"])
+        od = loop.model(batch["thermal_in"], batch["rgb_in"], emb)
+        l_fus, _ = fusion_loss(od.y, od.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"],
+                               det_weights.to(batch["rgb"]).expand(b, -1), batch["box"])
+        l_det, det_parts = det_loss(od.rgb, batch["targets"])
+        return det_cfg.weight * l_det + det_cfg.fusion * l_fus, {"det": l_det.detach(), "det_fusion": l_fus.detach(),
+                                                                 **det_parts}
+
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(batches)
+        if learned is not None:  # the network is frozen: only the detector preset's pass has a gradient
+            total, logged = detector_pass(batch)
+            logged["embedding_shift"] = (learned - start_embedding).norm().detach()
+            return total, logged
         o = loop.model(batch["thermal_in"], batch["rgb_in"], batch["preference"])
         loss, parts = fusion_loss(o.y, o.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"], batch["weights"],
                                   batch["box"])
         l_deg = degradation_loss(o.degradation_logits, batch["degradation"])
         total, logged = loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
-        if det_loss is not None:  # the same inputs once more under the detector's preference
-            b = batch["rgb"].shape[0]
-            emb = det_prompts[torch.randint(len(det_prompts), (b,), generator=det_pick)].to(batch["rgb"])
-            od = loop.model(batch["thermal_in"], batch["rgb_in"], emb)
-            l_fus, _ = fusion_loss(od.y, od.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"],
-                                   det_weights.to(batch["rgb"]).expand(b, -1), batch["box"])
-            l_det, det_parts = det_loss(od.rgb, batch["targets"])
-            total = total + det_cfg.weight * l_det + det_cfg.fusion * l_fus
-            logged.update(det=l_det.detach(), det_fusion=l_fus.detach(), **det_parts)
+        if det_loss is not None:
+            l_pass, pass_parts = detector_pass(batch)
+            total = total + l_pass
+            logged.update(pass_parts)
             if reference is not None:
                 with torch.no_grad():
                     ref = reference(batch["thermal_in"], batch["rgb_in"], batch["preference"]).rgb
@@ -124,5 +153,25 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                 logged["anchor"] = l_anchor.detach()
         # backprop the total; log the fusion loss as "loss", the degradation BCE as "deg", the detector's as "det"
         return total, logged
-
     return loop.run(step_fn)
+
+
+def _learned_embedding(model: StudentFusionNet, preset: str, resume_dir: Path | None,
+                       device: torch.device) -> torch.nn.Parameter:
+    """Freeze the network and make ``preset``'s cached embedding the only trainable tensor (prompt tuning).
+
+    Why: a detector-aware update of shared weights also moves every other preset (docs/student.md, v3); learning
+    only this preset's embedding leaves the others bit-identical, and ``save_pretrained`` writes the learned
+    vector to presets.safetensors, where the node and the ONNX graph already read it. On resume the vector comes
+    back from the newest checkpoint's presets file (the network's weights there are the frozen starting ones).
+    """
+    from safetensors.torch import load_file
+
+    model.requires_grad_(False)
+    start = model.preset_embeddings[preset].detach().clone().view(-1)
+    ckpt = latest_checkpoint(resume_dir) if resume_dir is not None else None
+    if ckpt is not None and (ckpt / PRESETS_NAME).exists():
+        start = load_file(str(ckpt / PRESETS_NAME))[preset].view(-1)
+    learned = torch.nn.Parameter(start.to(device))
+    model.preset_embeddings[preset] = learned
+    return learned
