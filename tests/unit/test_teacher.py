@@ -217,18 +217,24 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path):
     PALDM.from_pretrained(pcldm)
 
 
-def test_distill_caches_teacher_outputs_and_fine_tunes_the_student(tmp_path):
+def _tiny_teacher_and_student(tmp_path, presets: tuple[str, ...]) -> None:
+    """Pairs, a tiny PALDM and a tiny student with random preset embeddings under ``tmp_path``."""
     from ivfusion.models.student import StudentFusionNet
-    from ivfusion.teacher.distill import train_distill
 
     write_tiny_pairs(tmp_path / "data", labels=True)
     torch.manual_seed(0)
     PALDM.from_config(TINY).save_pretrained(tmp_path / "teacher")
     student = StudentFusionNet.from_config({"width": 8, "grid_depth": 4, "downsample": 2, "cond_dim": 8, "text_dim": 16,
                                             "guide_hidden": 4})
-    student.preset_embeddings = {n: torch.nn.functional.normalize(torch.randn(16), dim=0)
-                                 for n in ("detection", "visual")}
+    student.preset_embeddings = {n: torch.nn.functional.normalize(torch.randn(16), dim=0) for n in presets}
     student.save_pretrained(tmp_path / "student")
+
+
+def test_distill_caches_teacher_outputs_and_fine_tunes_the_student(tmp_path):
+    from ivfusion.models.student import StudentFusionNet
+    from ivfusion.teacher.distill import train_distill
+
+    _tiny_teacher_and_student(tmp_path, ("detection", "visual"))
     cfg = {"output_dir": str(tmp_path / "distill"), "teacher": str(tmp_path / "teacher"),
            "student_init": str(tmp_path / "student"),
            "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 32, "crops_per_image": 1, "steps": 2},
@@ -246,16 +252,9 @@ def test_distill_caches_teacher_outputs_and_fine_tunes_the_student(tmp_path):
 
 
 def test_residual_distillation_targets_the_students_own_output_plus_the_teachers_change(tmp_path):
-    from ivfusion.models.student import StudentFusionNet
     from ivfusion.teacher.distill import train_distill
 
-    write_tiny_pairs(tmp_path / "data", labels=True)
-    torch.manual_seed(0)
-    PALDM.from_config(TINY).save_pretrained(tmp_path / "teacher")
-    student = StudentFusionNet.from_config({"width": 8, "grid_depth": 4, "downsample": 2, "cond_dim": 8, "text_dim": 16,
-                                            "guide_hidden": 4})
-    student.preset_embeddings = {"detection": torch.nn.functional.normalize(torch.randn(16), dim=0)}
-    student.save_pretrained(tmp_path / "student")
+    _tiny_teacher_and_student(tmp_path, ("detection",))
     # teacher = reference: IDPO changed nothing, so the target is the starting student itself and the first
     # (pre-update) distillation loss is exactly zero; a wrong crop/noise pairing of the two caches would not be
     cfg = {"output_dir": str(tmp_path / "distill"), "teacher": str(tmp_path / "teacher"),

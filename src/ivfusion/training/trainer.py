@@ -111,7 +111,8 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                                          generator=torch.Generator().manual_seed(seed))
     loop = TrainLoop(cfg, model, params, resume=resume, progress=progress, name="student",
                      defaults={"lr": 2e-3, "warmup": 100, "weight_decay": 1e-4, "log_every": 50},
-                     accelerator=accelerator, prepare=(loader,), postfix=("det",) if learned is not None else ("deg", "det") if det_loss else ("deg",))
+                     accelerator=accelerator, prepare=(loader,),
+                     postfix=("det",) if learned is not None else ("deg", "det") if det_loss else ("deg",))
     batches = epochs(loop.prepared[0], dataset, loop)
     w_deg = float(lcfg.get("degradation", 0.1))
 
@@ -153,6 +154,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                 logged["anchor"] = l_anchor.detach()
         # backprop the total; log the fusion loss as "loss", the degradation BCE as "deg", the detector's as "det"
         return total, logged
+
     return loop.run(step_fn)
 
 
