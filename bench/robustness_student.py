@@ -44,7 +44,7 @@ def main() -> None:
     embedding = student.embedding(pref)
     for stem in ds.stems:  # each pair is read and converted once, then degraded every way
         s = ds.folder.load(stem)
-        clean_bgr = cv2.cvtColor(s.rgb, cv2.COLOR_RGB2BGR)
+        clean_bgr = s.bgr
         for deg in inputs:
             rng = np.random.default_rng(zlib.crc32(f"{deg}/{stem}".encode()))
             t, rgb = (s.thermal, s.rgb) if deg == "clean" else apply(deg, s.thermal, s.rgb, rng)

@@ -27,7 +27,7 @@ class _TorchDetector(Detector):
         self.config = MAP_DETECTOR
         self._model = YOLO("yolov8n.yaml", task="detect")
         self._model.model = model
-        self.names = dict(model.names) if isinstance(model.names, dict) else dict(enumerate(model.names))
+        self.names = dict(model.names)  # from the IR's metadata.yaml (load_torch_yolo)
         self._class_ids = None
 
 
@@ -35,20 +35,19 @@ def main() -> None:
     weights = default_detector_weights()
     torch_model = load_torch_yolo(weights)
     openvino = Detector(MAP_DETECTOR)
-    torch_model.names = openvino.names
     ds = open_dataset("msrs", split="all")
     detectors = {"openvino-int8": openvino, "torch-copy": _TorchDetector(torch_model)}
-    diffs = parity(torch_model, weights, [ds.folder.load(s).rgb for s in ds.stems[:5]])
+    samples = {stem: ds.folder.load(stem) for stem in ds.stems}
+    gts = {labels: {stem: ds.folder.labels(stem, labels) or [] for stem in ds.stems} for labels in ("fused", "union")}
+    diffs = parity(torch_model, weights, [samples[s].rgb for s in ds.stems[:5]])
     print(f"max |class score| difference on 5 frames: {max(diffs):.3f} (mean of maxima {np.mean(diffs):.3f})")
     for band in ("vi", "ir"):
         for name, det in detectors.items():
             preds = {}
-            for stem in ds.stems:
-                s = ds.folder.load(stem)
+            for stem, s in samples.items():
                 img = s.bgr if band == "vi" else np.repeat(s.thermal[..., None], 3, axis=2)
                 preds[stem] = map_predictions(det.detect(img), DATASET_TO_COCO)
-            for labels in ("fused", "union"):
-                gt = {stem: ds.folder.labels(stem, labels) or [] for stem in ds.stems}
+            for labels, gt in gts.items():
                 r = evaluate_detections(preds, gt, EVAL_CLASSES)
                 print(f"{band:>2} {name:<14} labels={labels:<5} mAP@0.5 {r.map50:.3f}  mAP@0.5:0.95 {r.map50_95:.3f}")
 

@@ -110,15 +110,12 @@ def _plan(requested: str, onnx_path: str | Path | None) -> tuple[list[RuntimeCho
     path = Path(onnx_path) if onnx_path else None
     out: list[RuntimeChoice] = []
     skipped: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    for name, device in order:
+    for name, device in order:  # the (name, device) pairs are distinct: ONNX Runtime resolves to one device
         dev, reason = _unavailable(name, device, path)
         if reason is not None:
             skipped.append(f"{name} ({dev}): {reason}")
             continue
-        if (name, dev) not in seen:
-            seen.add((name, dev))
-            out.append(RuntimeChoice(name, dev, tuple(skipped)))
+        out.append(RuntimeChoice(name, dev, tuple(skipped)))
     return out, skipped
 
 

@@ -37,11 +37,11 @@ def onnx_to_engine(onnx_path: str | Path, *, precision: str = "fp16", cache_dir:
     from ivfusion.engines.trt import entropy_calibrator, load_or_build, student_profile
     from ivfusion.errors import EngineError
 
-    factory = None
+    factory, engines = None, EngineCache(cache_dir)
     if precision == "int8":
         if calibration_dir is None or embedding is None:
             raise EngineError("INT8 needs --calibration PAIRS_DIR (and a preset embedding to calibrate with)")
-        cache = Path(cache_dir or EngineCache().root) / "calibration" / f"{Path(onnx_path).stem}.table"
-        factory = lambda: entropy_calibrator(calibration_batches(calibration_dir, embedding, size=size), cache)  # noqa: E731
-    return load_or_build(onnx_path, EngineCache(cache_dir), precision=precision,
-                         profile=student_profile(*size), calibrator_factory=factory)
+        table = engines.root / "calibration" / f"{Path(onnx_path).stem}.table"
+        factory = lambda: entropy_calibrator(calibration_batches(calibration_dir, embedding, size=size), table)  # noqa: E731
+    return load_or_build(onnx_path, engines, precision=precision, profile=student_profile(*size),
+                         calibrator_factory=factory)

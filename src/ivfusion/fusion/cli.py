@@ -2,8 +2,8 @@
 
 Files are paired by stem (``ir/x.png`` with ``vi/x.jpg``); each fused frame is written as ``<out>/<stem>.png``
 at the visible image's size (a thermal image of another size is resized onto it: the pairs are assumed
-registered). Backends: ``auto`` (the student on ONNX Runtime when exported, else PyTorch), ``torch``,
-``onnxruntime`` (both the student) and ``classical``.
+registered). Backends: the student on a runtime of ``ivfusion.engines.select`` (``auto`` picks the fastest that
+works here; ``tensorrt``, ``onnxruntime``, ``torch`` ask for one) or ``classical``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import cv2
 from tqdm import tqdm
 
 from ivfusion.data import pairs
+from ivfusion.engines.select import RUNTIMES
 from ivfusion.errors import IvfusionError
 from ivfusion.fusion.preference import parse_preference
 
-CHOICES = ("auto", "tensorrt", "torch", "onnxruntime", "classical")
+CHOICES = (*RUNTIMES, "classical")
 
 
 def _index(folder: Path) -> dict[str, Path]:

@@ -249,10 +249,15 @@ class StudentFusionNet(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> StudentFusionNet:
         model = load_pretrained(cls, directory, "student", FORMAT_VERSION, map_location)
-        directory = Path(directory)
-        p_path = directory / PRESETS_NAME
-        if p_path.exists():
-            from safetensors.torch import load_file
-
-            model.preset_embeddings = dict(load_file(str(p_path), device=map_location))
+        presets = cls.load_presets(directory, map_location)
+        if presets:
+            model.preset_embeddings = presets
         return model.eval()
+
+    @staticmethod
+    def load_presets(directory: str | Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+        """The cached preset embeddings of a ``save_pretrained`` folder ({} when it has none)."""
+        from safetensors.torch import load_file
+
+        path = Path(directory) / PRESETS_NAME
+        return dict(load_file(str(path), device=map_location)) if path.exists() else {}

@@ -257,19 +257,20 @@ class IvfusionNode(Node):
         runtime_fallback = getattr(backend, "fallback_reason", None)
         requested = self.p["fusion.runtime"]
         runtime_now = getattr(backend, "runtime", None)
+        runtime_text = backend.describe() if hasattr(backend, "describe") else ""
         if runtime_fallback:
             level = max(level, DiagnosticStatus.WARN)
             problems.append(f"fusion runtime: {runtime_fallback}")
         elif runtime_now is not None and requested != "auto" and runtime_now != requested:
             level = max(level, DiagnosticStatus.WARN)
-            problems.append(f"fusion runtime {requested} unavailable, using {backend.describe()}")
+            problems.append(f"fusion runtime {requested} unavailable, using {runtime_text}")
         if self._detector_state == "failed":
             level = DiagnosticStatus.ERROR
             problems.append(f"detector failed: {self._detector_error}")
         sync, work = self._pairer.stats, self._worker.stats
         values: dict[str, object] = {
             "backend": self._pipeline.backend.name,
-            "fusion_runtime": backend.describe() if hasattr(backend, "describe") else "",
+            "fusion_runtime": runtime_text,
             "fusion_runtime_requested": requested,
             "fusion_runtime_skipped": "; ".join(getattr(backend, "runtime_notes", [])),
             "preference": self._pipeline.preference.text,

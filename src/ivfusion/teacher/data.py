@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ivfusion.errors import ConfigError
-from ivfusion.training.data import SourceSpec, detector_boxes, resolve_source
+from ivfusion.training.data import SourceSpec, _resize_max, detector_boxes, resolve_source
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,7 @@ def load_images(sources: list[dict | str], max_side: int = 800) -> tuple[list[Im
             s = src.folder.load(stem)
             h, w = s.thermal.shape
             scale = min(1.0, max_side / max(h, w))
-            t, rgb = s.thermal, s.rgb
-            if scale < 1.0:
-                size = (round(w * scale), round(h * scale))
-                t = cv2.resize(t, size, interpolation=cv2.INTER_AREA)
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            t, rgb = _resize_max(s.thermal, max_side), _resize_max(s.rgb, max_side)
             y = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             images.append(Image(f"{src.label}/{stem}", t, y, rgb, scale))
     if not images:

@@ -38,10 +38,11 @@ DISTILL_SECTIONS = ("output_dir", "teacher", "reference", "student_init", "data"
 
 
 @torch.no_grad()
-def cache_teacher_outputs(teacher: PALDM, images: list[Image], embeddings: dict[str, torch.Tensor], *, patch: int,
-                          crops_per_image: int, steps: int, seed: int, out_file: Path, progress: bool = True
-                          ) -> dict[str, torch.Tensor]:
-    """Teacher outputs per preset on fixed crops; written to (and reused from) ``out_file`` (safetensors)."""
+def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddings: dict[str, torch.Tensor], *,
+                          patch: int, crops_per_image: int, steps: int, seed: int, out_file: Path,
+                          progress: bool = True) -> dict[str, torch.Tensor]:
+    """Outputs per preset on fixed crops of the teacher saved at ``teacher_dir``; written to (and reused from)
+    ``out_file`` (safetensors). The teacher is only loaded when the cache has to be made."""
     from safetensors.torch import load_file, save_file
 
     names = sorted(embeddings)
@@ -49,6 +50,7 @@ def cache_teacher_outputs(teacher: PALDM, images: list[Image], embeddings: dict[
         cached = load_file(str(out_file))
         if cached["teacher"].shape[1] == len(names):
             return cached
+    teacher = PALDM.from_pretrained(teacher_dir)
     rng = np.random.default_rng(seed)
     pref = torch.stack([embeddings[n].view(-1) for n in names])
     th, rgb, ys = [], [], []
@@ -96,20 +98,21 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     images, _ = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
 
     def outputs_of(model_dir: str, file: str) -> dict[str, torch.Tensor]:
-        return cache_teacher_outputs(PALDM.from_pretrained(model_dir), images, embeddings,
+        return cache_teacher_outputs(model_dir, images, embeddings,
                                      patch=int(dcfg.get("patch", 128)),
                                      crops_per_image=int(dcfg.get("crops_per_image", 2)),
                                      steps=int(dcfg.get("steps", 8)), seed=seed,
                                      out_file=Path(cfg["output_dir"]) / file, progress=progress)
 
     cache = outputs_of(cfg["teacher"], "teacher_cache.safetensors")
-    base = delta = None
+    base = ref_y = None
+    gain = float(lcfg.get("residual_gain", 1.0))
     if cfg.get("reference"):  # residual mode: same crops, noise and presets through the teacher before IDPO
         ref = outputs_of(cfg["reference"], "reference_cache.safetensors")
         if not torch.equal(ref["thermal"], cache["thermal"]):
             raise ConfigError("distillation: teacher and reference caches hold different crops; delete both caches")
-        delta = cache["teacher"].float().sub(ref["teacher"].float()).div(255) * float(lcfg.get("residual_gain", 1.0))
-        base = copy.deepcopy(student).eval().requires_grad_(False)
+        ref_y, base = ref["teacher"], copy.deepcopy(student).eval().requires_grad_(False)
+    table = torch.stack([embeddings[n] for n in names])
     n, batch_size = cache["thermal"].shape[0], int(tcfg.get("batch_size", 8))
     w_kd, w_reg = float(lcfg.get("distill", 1.0)), float(lcfg.get("fusion", 0.2))
     loop = TrainLoop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
@@ -120,10 +123,11 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         k = torch.randint(0, len(names), (batch_size,), generator=g)
         t = cache["thermal"][idx].float().div(255)
         rgb = cache["rgb"][idx].float().div(255)
-        y_t = cache["teacher"][idx, k].float().div(255) if delta is None else delta[idx, k]
+        y_t = cache["teacher"][idx, k].float()
+        y_t = y_t.div(255) if ref_y is None else y_t.sub(ref_y[idx, k].float()).div(255) * gain
         if torch.rand((), generator=g) < 0.5:
             t, rgb, y_t = t.flip(-1), rgb.flip(-1), y_t.flip(-1)
-        pref = torch.stack([embeddings[names[j]] for j in k.tolist()])
+        pref = table[k]
         if base is not None:  # the starting student's output, moved by what IDPO changed in the teacher
             with torch.no_grad():
                 y_t = (base(t, rgb, pref).y + y_t).clamp(0, 1)

@@ -255,7 +255,6 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     held_rows = [p for p in prefs["pairs"] if p["held_out"]]
     if not train_rows:
         raise ConfigError("IDPO: no training preference pairs (every oracle abstained or everything is held out)")
-    out = Path(cfg["output_dir"])
     beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
     batch_size = int(tcfg.get("batch_size", 8))
     loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
@@ -278,5 +277,5 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
                                     for o in sorted({p["oracle"] for p in prefs["pairs"]})},
                "held_out_after": dpo_eval(trained, reference, prefs, held_rows, embeddings, beta, rep),
                "train_after": dpo_eval(trained, reference, prefs, train_rows[:128], embeddings, beta, rep)}
-    (out / "dpo_eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (loop.out / "dpo_eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     return final

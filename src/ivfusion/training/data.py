@@ -80,7 +80,7 @@ def detector_labels(sources: list[ResolvedSource], cache_file: Path) -> dict[str
             sample = folder.load(stem)
             h, w = sample.thermal.shape
             boxes = []
-            for bgr in (cv2.cvtColor(sample.thermal, cv2.COLOR_GRAY2BGR), cv2.cvtColor(sample.rgb, cv2.COLOR_RGB2BGR)):
+            for bgr in (cv2.cvtColor(sample.thermal, cv2.COLOR_GRAY2BGR), sample.bgr):
                 boxes += [[d.x1 / w, d.y1 / h, d.x2 / w, d.y2 / h, d.class_index, d.score] for d in detector.detect(bgr)]
             cache[f"{label}/{stem}"] = boxes
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ class TrainLoop:
                  defaults: dict[str, float] | None = None, accelerator: Any = None, prepare: tuple = (),
                  postfix: tuple[str, ...] = ()) -> None:
         d = {"lr": 2e-4, "warmup": 50, "weight_decay": 0.0, "log_every": 25, **(defaults or {})}
-        self.tcfg = tcfg = cfg["train"]
+        tcfg = cfg["train"]
         self.out = Path(cfg["output_dir"])
         self.accelerator = accelerator if accelerator is not None else make_accelerator(tcfg)
         self.steps = int(tcfg["steps"])
@@ -78,7 +78,7 @@ class TrainLoop:
         self.optimizer = torch.optim.AdamW(params, lr=self.base_lr,
                                            weight_decay=float(tcfg.get("weight_decay", d["weight_decay"])))
         self.step, self.epoch = 0, 0
-        ckpt = latest_checkpoint(self.out) if resume else None
+        self.resumed_from = ckpt = latest_checkpoint(self.out) if resume else None
         if ckpt is not None:
             from safetensors.torch import load_file
 

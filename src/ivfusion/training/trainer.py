@@ -15,7 +15,7 @@ import yaml
 
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import luma
-from ivfusion.models.student import PRESETS_NAME, StudentFusionNet
+from ivfusion.models.student import StudentFusionNet
 from ivfusion.training.data import FusionPairs, SourceSpec, detector_labels, resolve_source
 from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
 from ivfusion.training.degradations import DegradationConfig
@@ -65,16 +65,13 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
     accelerator = make_accelerator(tcfg)  # seeds before the model is built: the initial weights follow train.seed
 
     model = StudentFusionNet.from_config(cfg.get("model", {}))
-    if tcfg.get("init_from"):  # start from another run's weights (fine-tuning, distillation); not a resume
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(Path(tcfg["init_from"]) / "model.safetensors")))
     prompts = _prompt_embeddings(dcfg.get("text_encoder", "minilm"), model.config["text_dim"], seed)
     model.preset_embeddings = {n: p[0].clone() for n, p in prompts.items()}
-    if tcfg.get("init_from") and (Path(tcfg["init_from"]) / PRESETS_NAME).exists():
-        from safetensors.torch import load_file  # a tuned preset (train.tune: embedding) carries over
+    if init := tcfg.get("init_from"):  # another run's weights and presets (a tuned preset carries over); not a resume
+        from safetensors.torch import load_file
 
-        model.preset_embeddings.update(load_file(str(Path(tcfg["init_from"]) / PRESETS_NAME)))
+        model.load_state_dict(load_file(str(Path(init) / "model.safetensors")))
+        model.preset_embeddings.update(StudentFusionNet.load_presets(init))
     presets = {n: PresetLoss(**(v or {})) for n, v in cfg["presets"].items()}
     sources = [resolve_source(SourceSpec(**s) if isinstance(s, dict) else SourceSpec(str(s))) for s in dcfg["sources"]]
     det_cfg = DetectorLossConfig(**lcfg.get("detector", {}))
@@ -96,13 +93,12 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
     params: Any = model.parameters()
     if det_cfg.weight > 0:
         det_loss = DetectorLoss(det_cfg)
-        det_prompts, det_weights = prompts[det_cfg.preset], presets[det_cfg.preset].as_tensor()
+        det_prompts = prompts[det_cfg.preset]
+        det_weights = presets[det_cfg.preset].as_tensor().to(accelerator.device)
         det_index = dataset.preset_names.index(det_cfg.preset)
         det_pick = torch.Generator().manual_seed(seed + 1)
         if tune == "embedding":
-            start_embedding = model.preset_embeddings[det_cfg.preset].detach().clone().view(-1).to(accelerator.device)
-            learned = _learned_embedding(model, det_cfg.preset, Path(cfg["output_dir"]) if resume else None,
-                                         accelerator.device)
+            learned, start_embedding = _learned_embedding(model, det_cfg.preset, accelerator.device)
             params = [learned]
         elif det_cfg.anchor > 0:  # the starting model, frozen: an update for one preference, like DPO's reference
             reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -113,10 +109,14 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                      defaults={"lr": 2e-3, "warmup": 100, "weight_decay": 1e-4, "log_every": 50},
                      accelerator=accelerator, prepare=(loader,),
                      postfix=("det",) if learned is not None else ("deg", "det") if det_loss else ("deg",))
+    if learned is not None and loop.resumed_from is not None:  # the learned vector lives in the presets file
+        with torch.no_grad():
+            learned.copy_(StudentFusionNet.load_presets(loop.resumed_from)[det_cfg.preset].view(-1))
     batches = epochs(loop.prepared[0], dataset, loop)
     w_deg = float(lcfg.get("degradation", 0.1))
 
-    def detector_pass(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def detector_pass(batch: dict[str, torch.Tensor], vis_y: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The same inputs under the detector's preference: detector loss + that preset's fusion losses."""
         b = batch["rgb"].shape[0]
         if learned is not None:
@@ -124,25 +124,25 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
         else:
             emb = det_prompts[torch.randint(len(det_prompts), (b,), generator=det_pick)].to(batch["rgb"])
         od = loop.model(batch["thermal_in"], batch["rgb_in"], emb)
-        l_fus, _ = fusion_loss(od.y, od.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"],
-                               det_weights.to(batch["rgb"]).expand(b, -1), batch["box"])
+        l_fus, _ = fusion_loss(od.y, od.rgb, batch["thermal"], vis_y, batch["rgb"], det_weights.expand(b, -1),
+                               batch["box"])
         l_det, det_parts = det_loss(od.rgb, batch["targets"])
         return det_cfg.weight * l_det + det_cfg.fusion * l_fus, {"det": l_det.detach(), "det_fusion": l_fus.detach(),
                                                                  **det_parts}
 
     def step_fn(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(batches)
+        vis_y = luma(batch["rgb"])
         if learned is not None:  # the network is frozen: only the detector preset's pass has a gradient
-            total, logged = detector_pass(batch)
+            total, logged = detector_pass(batch, vis_y)
             logged["embedding_shift"] = (learned - start_embedding).norm().detach()
             return total, logged
         o = loop.model(batch["thermal_in"], batch["rgb_in"], batch["preference"])
-        loss, parts = fusion_loss(o.y, o.rgb, batch["thermal"], luma(batch["rgb"]), batch["rgb"], batch["weights"],
-                                  batch["box"])
+        loss, parts = fusion_loss(o.y, o.rgb, batch["thermal"], vis_y, batch["rgb"], batch["weights"], batch["box"])
         l_deg = degradation_loss(o.degradation_logits, batch["degradation"])
         total, logged = loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
         if det_loss is not None:
-            l_pass, pass_parts = detector_pass(batch)
+            l_pass, pass_parts = detector_pass(batch, vis_y)
             total = total + l_pass
             logged.update(pass_parts)
             if reference is not None:
@@ -158,22 +158,17 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
     return loop.run(step_fn)
 
 
-def _learned_embedding(model: StudentFusionNet, preset: str, resume_dir: Path | None,
-                       device: torch.device) -> torch.nn.Parameter:
-    """Freeze the network and make ``preset``'s cached embedding the only trainable tensor (prompt tuning).
+def _learned_embedding(model: StudentFusionNet, preset: str,
+                       device: torch.device) -> tuple[torch.nn.Parameter, torch.Tensor]:
+    """Freeze the network and make ``preset``'s cached embedding the only trainable tensor (prompt tuning);
+    returns it and a copy of its starting value.
 
     Why: a detector-aware update of shared weights also moves every other preset (docs/student.md, v3); learning
     only this preset's embedding leaves the others bit-identical, and ``save_pretrained`` writes the learned
-    vector to presets.safetensors, where the node and the ONNX graph already read it. On resume the vector comes
-    back from the newest checkpoint's presets file (the network's weights there are the frozen starting ones).
+    vector to presets.safetensors, where the node and the ONNX graph already read it.
     """
-    from safetensors.torch import load_file
-
     model.requires_grad_(False)
-    start = model.preset_embeddings[preset].detach().clone().view(-1)
-    ckpt = latest_checkpoint(resume_dir) if resume_dir is not None else None
-    if ckpt is not None and (ckpt / PRESETS_NAME).exists():
-        start = load_file(str(ckpt / PRESETS_NAME))[preset].view(-1)
-    learned = torch.nn.Parameter(start.to(device))
+    start = model.preset_embeddings[preset].detach().clone().view(-1).to(device)
+    learned = torch.nn.Parameter(start.clone())
     model.preset_embeddings[preset] = learned
-    return learned
+    return learned, start
