@@ -134,8 +134,8 @@ def _before_after_grid(paldm, pcldm, prefs, rows, embeddings, steps: int, path: 
             tiles = []
             for img, label in ((t, f"IR ({oracle})"), (y, "VI"), (before, "PALDM"), (after, "PCLDM")):
                 tile = _label(img, label)
-                x1, y1, x2, y2 = inst.box
-                cv2.rectangle(tile, (x1, y1), (x2 - 1, y2 - 1), (0, 200, 255), 1)
+                for x1, y1, x2, y2 in (inst.objects if oracle == "detection" else (inst.box,)):
+                    cv2.rectangle(tile, (x1, y1), (x2 - 1, y2 - 1), (0, 200, 255), 1)
                 tiles.append(tile)
             lines.append(np.concatenate(tiles, axis=1))
     if lines:
@@ -149,12 +149,14 @@ def cmd_map(args) -> None:
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.evaluate import TeacherMethod
     from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.properties import ALL_CODES
     from ivfusion.teacher.train import embedder
 
     ds = open_dataset("msrs", split="all", limit=args.limit)
     methods = []
     if args.paldm:
-        methods.append(TeacherMethod(PALDM.from_pretrained(args.paldm), "PALDM/standard", steps=args.steps))
+        paldm = PALDM.from_pretrained(args.paldm)
+        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
         emb = dict(zip(args.preferences, embedder("minilm", pcldm.text_dim)([PRESETS[p] for p in args.preferences])))
@@ -170,20 +172,27 @@ def cmd_map(args) -> None:
 
 
 def cmd_speed(args) -> None:
-    """Median wall time of one 640x512 frame: teacher (DDIM steps) vs student (PyTorch), same threads."""
+    """Median wall time of one 640x512 frame: teacher (DDIM steps) vs student (PyTorch), same threads / device."""
     from ivfusion.models.student import StudentFusionNet
     from ivfusion.runtime.stats import time_calls_ms
     from ivfusion.teacher.paldm import PALDM
 
-    teacher, student = PALDM.from_pretrained(args.model), StudentFusionNet.from_pretrained("models/student").eval()
-    t, rgb = torch.rand(1, 1, 512, 640), torch.rand(1, 3, 512, 640)
-    pref = student.preset("balanced")
+    dev = torch.device(args.device)
+    teacher = PALDM.from_pretrained(args.model).to(dev)
+    student = StudentFusionNet.from_pretrained("models/student").eval().to(dev)
+    t, rgb = torch.rand(1, 1, 512, 640, device=dev), torch.rand(1, 3, 512, 640, device=dev)
+    pref = student.preset("balanced").to(dev)
 
     def median_ms(fn, runs: int) -> float:
-        return float(np.median(time_calls_ms(fn, runs)))
+        def synced():  # CUDA runs asynchronously: time until the result exists
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+        return float(np.median(time_calls_ms(synced, runs)))
 
     with torch.no_grad():
-        res = {"threads": args.threads, "frame": "640x512"}
+        res = {"threads": args.threads, "frame": "640x512", "device": str(dev) if dev.type == "cpu"
+               else torch.cuda.get_device_name(dev)}
         for steps in args.steps_list:
             res[f"teacher_{steps}_steps_ms"] = median_ms(lambda: teacher.sample(t, t, 4, steps=steps), args.runs)
         res["student_pytorch_ms"] = median_ms(lambda: student(t, rgb, pref), 20)
@@ -216,6 +225,7 @@ def main() -> int:
     m = sub.add_parser("map")
     m.add_argument("--paldm")
     m.add_argument("--pcldm")
+    m.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
     m.add_argument("--preferences", nargs="+", default=["detection", "visual"])
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
@@ -224,6 +234,7 @@ def main() -> int:
     sp.add_argument("--model", required=True)
     sp.add_argument("--steps-list", type=int, nargs="+", default=[1, 8])
     sp.add_argument("--runs", type=int, default=3)
+    sp.add_argument("--device", default="cpu", help="cpu or cuda (float32 both)")
     for p in (g, c, k, m, sp):
         p.add_argument("--out", default="outputs/teacher")
         p.add_argument("--threads", type=int, default=1)

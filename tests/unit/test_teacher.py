@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ivfusion.errors import ConfigError
+from ivfusion.teacher.data import View, find_scenes, instance_mask, instance_view, load_images
 from ivfusion.teacher.autoencoder import KLCodec, UnshuffleCodec, tiny_autoencoder_config
 from ivfusion.teacher.idpo import dpo_loss, idpo_step, latent_mask, masked_mse
 from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
@@ -158,15 +159,16 @@ class _FakeDetector:
 
 def test_oracles_pick_winner_and_loser():
     cands = np.zeros((3, 64, 64), np.uint8)
+    obj = View(None, None, (10, 10, 30, 30), ((10, 10, 30, 30),))
     det = DetectionOracle(_FakeDetector([0.4, 0.9, 0.0]), min_margin=0.05)
-    assert det.prefer(None, None, cands, (10, 10, 30, 30), 0) == (1, 2)
-    assert DetectionOracle(_FakeDetector([0.5, 0.52, 0.5])).prefer(None, None, cands, (10, 10, 30, 30), 0) is None
+    assert det.prefer(obj, cands, 0) == (1, 2)
+    assert DetectionOracle(_FakeDetector([0.5, 0.52, 0.5])).prefer(obj, cands, 0) is None
     rng = np.random.default_rng(0)
     ir = rng.integers(0, 255, (64, 64)).astype(np.uint8)
     vi = cv2.GaussianBlur(rng.integers(0, 255, (64, 64)).astype(np.uint8), (5, 5), 0)
     good = ((ir.astype(int) + vi) // 2).astype(np.uint8)
     cands = np.stack([np.full((64, 64), 128, np.uint8), good, cv2.GaussianBlur(good, (9, 9), 0)])
-    assert VisualOracle().prefer(ir, vi, cands, (16, 16, 48, 48), 0) == (1, 0)
+    assert VisualOracle().prefer(View(ir, vi, (16, 16, 48, 48)), cands, 0) == (1, 0)
     ys, xs = VisualOracle().region((0, 60, 6, 64), 64)  # a box at the patch border still gets a full window
     assert (ys.start, ys.stop, xs.start, xs.stop) == (16, 64, 0, 48)
     codes = [c.text for c in ALL_CODES]
@@ -176,8 +178,53 @@ def test_oracles_pick_winner_and_loser():
         return torch.stack(rows)
 
     text = TextOracle(["make hot targets bright"], embed)
-    winner, loser = text.prefer(None, None, cands, (0, 0, 1, 1), 0)
+    winner, loser = text.prefer(View(None, None, (0, 0, 1, 1)), cands, 0)
     assert winner == 7 and loser != 7 and text.preference_text(3) == "make hot targets bright"
+
+
+class _SceneDetector:
+    """Per candidate, a list of (box, score, class name)."""
+
+    def __init__(self, per_candidate):
+        self.per_candidate, self.calls, self.images = per_candidate, 0, []
+
+    def detect(self, bgr):
+        from ivfusion.detection import Detection
+
+        self.images.append(bgr)
+        dets = self.per_candidate[self.calls]
+        self.calls += 1
+        return [Detection(*box, s, 0, name) for box, s, name in dets]
+
+
+def test_detection_oracle_scores_every_object_of_a_scene_by_class_in_colour():
+    people, car = (4, 4, 20, 30), (30, 30, 60, 50)
+    crcb = np.full((64, 64, 2), (150, 110), np.uint8)  # a reddish visible chroma
+    view = View(None, None, (0, 0, 64, 64), (people, car), ("person", "car"), crcb)
+    fake = _SceneDetector([
+        [(people, 0.8, "person"), (car, 0.6, "car")],  # both found: (0.8 + 0.6) / 2
+        [(people, 0.9, "person"), (car, 0.9, "truck")],  # the car is found as a truck: does not count
+        [],  # nothing found
+    ])
+    oracle = DetectionOracle(fake, min_margin=0.05)
+    assert oracle.scores(np.zeros((3, 64, 64), np.uint8), view) == pytest.approx([0.7, 0.45, 0.0])
+    assert fake.images[0][..., 2].mean() > fake.images[0][..., 0].mean()  # BGR with the visible chroma, not gray
+    assert oracle.prefer(View(None, None, (0, 0, 64, 64)), np.zeros((3, 64, 64), np.uint8), 0) is None  # no objects
+
+
+def test_scenes_hold_the_objects_and_masks_follow_the_oracle(tmp_path):
+    write_tiny_pairs(tmp_path / "data", labels=True)  # one person box per image, centre (26, 20), 15.6 x 16 px
+    images, resolved = load_images([{"name": str(tmp_path / "data")}])
+    scenes = find_scenes(images, resolved, 32, cache_dir=tmp_path / "cache", min_side=4)
+    assert len(scenes) == len(images) == 3
+    for inst in scenes:
+        assert inst.box == (0, 0, 32, 32) and inst.classes == ("person",) and len(inst.objects) == 1
+        x1, y1, x2, y2 = inst.objects[0]
+        assert (x1 + inst.x0, y1 + inst.y0) == (18, 12) and (x2 - x1, y2 - y1) == (16, 16)
+        det, vis = instance_mask(inst, 32, "detection"), instance_mask(inst, 32, "visual")
+        assert det.sum() == 16 * 16 and vis.sum() == 32 * 32
+        view = instance_view(images, inst, 32)
+        assert view.ir.shape == (32, 32) and view.crcb.shape == (32, 32, 2) and view.objects == inst.objects
 
 
 # -------------------------------------------------------------------------------------- training loops
@@ -215,6 +262,45 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path):
     assert summary["pairs_total"] >= 3 and summary["pairs_held_out"] >= 1 and "all" in summary["held_out_after"]
     assert (tmp_path / "idpo" / "preferences" / "candidates.safetensors").exists()
     PALDM.from_pretrained(pcldm)
+
+    # the verdicts are kept, the candidates (deterministic, large) are regenerated where missing
+    from safetensors.numpy import load_file as load_np
+
+    from ivfusion.teacher.train import prepare_preferences
+
+    prefs_dir = tmp_path / "idpo" / "preferences"
+    before = load_np(str(prefs_dir / "candidates.safetensors"))["candidates"]
+    (prefs_dir / "candidates.safetensors").unlink()
+    cfg["oracles"] = {"bogus": {}}  # building oracles would raise: the cached verdicts must be reused
+    again = prepare_preferences(cfg, PALDM.from_pretrained(final), progress=False)
+    assert np.array_equal(again["candidates"], before) and len(again["pairs"]) == summary["pairs_total"]
+    assert (prefs_dir / "texts.safetensors").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.cuda.is_available() is False (no GPU lent here)")
+def test_teacher_trains_and_samples_on_cuda_like_on_cpu(tmp_path):
+    """PALDM and IDPO steps on the GPU; sampling draws its noise on the CPU, so candidates match the CPU's."""
+    from ivfusion.teacher.evaluate import sample_codes
+
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    final = train_paldm({**_paldm_cfg(tmp_path / "data", tmp_path / "paldm", 2)}, progress=False)
+    cpu = PALDM.from_pretrained(final)
+    gpu = PALDM.from_pretrained(final).to("cuda")
+    assert gpu.device.type == "cuda"
+    rng = np.random.default_rng(0)
+    t, y = rng.integers(0, 255, (32, 48), dtype=np.uint8), rng.integers(0, 255, (32, 48), dtype=np.uint8)
+    a, b = sample_codes(cpu, t, y, steps=3, seed=5), sample_codes(gpu, t, y, steps=3, seed=5)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    cfg = {"output_dir": str(tmp_path / "idpo"), "init_from": str(final),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 32, "instances": "scenes",
+                    "candidate_steps": 2, "held_out": 0.0, "text_encoder": "hash", "cache_dir": str(tmp_path / "c")},
+           "oracles": {"visual": {"min_margin": 0.0}},
+           "train": {"seed": 2, "steps": 2, "batch_size": 2, "lr": 1e-4, "warmup": 1, "beta": 100.0, "log_every": 1,
+                     "checkpoint_every": 2},
+           "eval": {"repeats": 1}}
+    train_idpo(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "idpo" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
 
 
 def _tiny_teacher_and_student(tmp_path, presets: tuple[str, ...]) -> None:

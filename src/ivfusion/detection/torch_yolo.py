@@ -99,15 +99,16 @@ def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml") -> torch
         raise DetectorError(f"{weights}: the IR does not match {yaml}: missing {missing[:4]}, shape mismatch "
                             f"{wrong[:4]}, extra {sorted(set(state) - set(own))[:4]}")
     model.load_state_dict({**own, **{k: v for k, v in state.items() if not k.startswith("model.22.dfl")}})
-    model.names = _class_names(ir_xml(weights).parent / "metadata.yaml", nc)
+    model.names = class_names(weights, nc)
     model.eval().requires_grad_(False)
     return model
 
 
-def _class_names(metadata: Path, nc: int) -> dict[int, str]:
-    """Class names from the export's metadata.yaml (safe YAML), else the indices as strings."""
+def class_names(weights: str | Path, nc: int = 80) -> dict[int, str]:
+    """Class names from the IR export's metadata.yaml (safe YAML), else the indices as strings."""
     import yaml as yaml_lib
 
+    metadata = ir_xml(Path(weights)).parent / "metadata.yaml"
     names = (yaml_lib.safe_load(metadata.read_text()) or {}).get("names") if metadata.exists() else None
     return {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {i: str(i) for i in range(nc)}
 

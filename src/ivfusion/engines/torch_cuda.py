@@ -39,6 +39,19 @@ def gpu_postprocess(rgb: Any) -> np.ndarray:
     return out.contiguous().cpu().numpy()
 
 
+def to_channels_last(model: Any) -> Any:
+    """NHWC for the 4-D weights only. ``Module.to(memory_format=channels_last)`` also converts 5-D tensors and
+    fails on them (the student's bilateral-grid ``depth_index`` buffer is 5-D), which silently dropped the CUDA
+    runtime to the CPU fallback until this was run on a GPU."""
+    import torch
+
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 class TorchRunner:
     """A StudentFusionNet on ``device``: ``run`` on float arrays, ``fuse_u8`` on uint8 frames (GPU pre/post)."""
 
@@ -60,7 +73,7 @@ class TorchRunner:
         self.precision = "fp16" if self.dtype == torch.float16 else "fp32"
         model = model.eval().to(self.torch_device, dtype=self.dtype)
         if channels_last if channels_last is not None else on_gpu:  # NHWC convolutions use tensor cores in FP16
-            model = model.to(memory_format=torch.channels_last)
+            model = to_channels_last(model)
         self.model = model
         self.cuda_graphs = bool(cuda_graphs and on_gpu)
         self._graphs: OrderedDict[tuple[int, ...], tuple[Any, tuple[Any, ...], tuple[Any, Any]]] = OrderedDict()

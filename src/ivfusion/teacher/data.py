@@ -4,10 +4,16 @@ Sources resolve exactly as the student's (``ivfusion.training.data.resolve_sourc
 ``ivfusion.paths.shared_root()``, RoadScene's pinned ``train`` split only). Images are kept in memory as uint8
 (thermal, visible luminance, visible RGB) after downscaling the longest side to ``max_side``.
 
-Instances (IDPO) are objects: ground-truth boxes where the dataset has labels (MSRS: the union of its
-infrared and visible label sets), otherwise the shared detector's boxes on the infrared and on the visible
-image (the student's cache, ``outputs/cache/student_detections.json``, computed if missing). Each instance is a
-``patch`` x ``patch`` window centred on the box (clamped to the image) with the box as its mask.
+Instances (IDPO) come in two kinds (``data.instances`` in the IDPO config):
+
+* ``objects`` -- one object each: ground-truth boxes where the dataset has labels (MSRS: the union of its
+  infrared and visible label sets), otherwise the shared detector's boxes on the infrared and on the visible
+  image (the student's cache, ``outputs/cache/student_detections.json``, computed if missing). Each instance is a
+  ``patch`` x ``patch`` window centred on the box (clamped to the image) with the box as its mask.
+* ``scenes`` -- one larger window per image placed to hold as many objects as it can, with all of them (class
+  and box) as its objects and the whole window as its region. The detection oracle then judges what the
+  evaluation measures -- every object of a frame at the detector's own scale, in colour -- and the visual oracle
+  judges the whole window rather than a 128-px box whose cheapest win is added high frequency (IDPO v2).
 """
 
 from __future__ import annotations
@@ -34,13 +40,30 @@ class Image:
     scale: float  # resize factor applied to the original image
 
 
+Box = tuple[int, int, int, int]  # x1, y1, x2, y2 (pixels)
+
+
 @dataclass(frozen=True)
 class Instance:
     key: str  # "<dataset>/<stem>#<i>"
     image: int  # index into the image list
     x0: int  # patch origin (pixels of the resized image)
     y0: int
-    box: tuple[int, int, int, int]  # x1, y1, x2, y2 inside the patch (pixels)
+    box: Box  # the region inside the patch: the visual oracle's window, the IDPO mask of non-detection pairs
+    objects: tuple[Box, ...] = ()  # object boxes inside the patch (an object instance: (box,))
+    classes: tuple[str, ...] = ()  # class name per object; () = any class
+
+
+@dataclass(frozen=True)
+class View:
+    """What an oracle sees of one instance (uint8 patches)."""
+
+    ir: np.ndarray | None  # (P, P) thermal
+    vi: np.ndarray | None  # (P, P) visible luminance
+    box: Box
+    objects: tuple[Box, ...] = ()
+    classes: tuple[str, ...] = ()
+    crcb: np.ndarray | None = None  # (P, P, 2) visible chroma (YCrCb): the detector judges colour, as evaluated
 
 
 def load_images(sources: list[dict | str], max_side: int = 800) -> tuple[list[Image], list]:
@@ -118,8 +141,92 @@ def find_instances(images: list[Image], resolved: list, patch: int, *, cache_dir
             box = (int(max(0, x1 - x0)), int(max(0, y1 - y0)),
                    int(min(patch, np.ceil(x2 - x0))), int(min(patch, np.ceil(y2 - y0))))
             if box[2] - box[0] >= min_side and box[3] - box[1] >= min_side:
-                out.append(Instance(f"{img.key}#{j}", i, x0, y0, box))
+                out.append(Instance(f"{img.key}#{j}", i, x0, y0, box, (box,)))
     return out
+
+
+def _window_boxes(boxes: list[tuple[float, float, float, float, str]], x0: int, y0: int, patch: int,
+                  min_side: int, min_visible: float = 0.5) -> list[tuple[Box, str]]:
+    """Boxes cut to the window at (x0, y0): kept when at least ``min_visible`` of the box and ``min_side`` px
+    per side remain (a sliver of a person is not a person to the detector)."""
+    out = []
+    for x1, y1, x2, y2, name in boxes:
+        cx1, cy1 = max(x1 - x0, 0.0), max(y1 - y0, 0.0)
+        cx2, cy2 = min(x2 - x0, float(patch)), min(y2 - y0, float(patch))
+        area = max((x2 - x1) * (y2 - y1), 1e-6)
+        if cx2 - cx1 >= min_side and cy2 - cy1 >= min_side and (cx2 - cx1) * (cy2 - cy1) >= min_visible * area:
+            out.append(((int(cx1), int(cy1), int(np.ceil(cx2)), int(np.ceil(cy2))), name))
+    return out
+
+
+def _image_objects(img: Image, src, stem: str, pseudo: dict[str, list[list[float]]], min_score: float,
+                   names: dict[int, str]) -> list[tuple[float, float, float, float, str]]:
+    """(x1, y1, x2, y2, class name) in resized-image pixels: labels where the dataset has them, else the shared
+    detector's boxes on both bands merged by per-class NMS (the student's pseudo-labels)."""
+    from ivfusion.training.data import merge_pseudo_labels
+
+    if src.folder.has_labels("union"):
+        s = img.scale
+        return [(g.x1 * s, g.y1 * s, g.x2 * s, g.y2 * s, g.class_name) for g in src.folder.labels(stem, "union") or []]
+    h, w = img.thermal.shape
+    merged = merge_pseudo_labels(pseudo.get(img.key, []), min_score)
+    return [(x1 * w, y1 * h, x2 * w, y2 * h, names.get(int(c), str(int(c)))) for x1, y1, x2, y2, c in merged]
+
+
+def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: Path, min_score: float = 0.3,
+                min_side: int = 8) -> list[Instance]:
+    """One ``patch`` window per image, placed (centred on one of its objects, or the image centre) where it holds
+    the most objects, ties broken by object area; images without objects still give a scene (the visual and
+    text oracles judge it, the detection oracle abstains)."""
+    from ivfusion.training.data import detector_labels
+
+    by_key = {f"{src.label}/{stem}": (src, stem) for src in resolved for stem in src.stems}
+    unlabelled = [src for src in resolved if not src.folder.has_labels("union")]
+    pseudo = detector_labels(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
+    names = _coco_names()
+    out: list[Instance] = []
+    for i, img in enumerate(images):
+        src, stem = by_key[img.key]
+        h, w = img.thermal.shape
+        objs = _image_objects(img, src, stem, pseudo, min_score, names)
+        centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in objs] + [(w / 2, h / 2)]
+        best = None
+        for cx, cy in centres:
+            x0 = int(np.clip(round(cx - patch / 2), 0, max(0, w - patch)))
+            y0 = int(np.clip(round(cy - patch / 2), 0, max(0, h - patch)))
+            kept = _window_boxes(objs, x0, y0, patch, min_side)
+            score = (len(kept), sum((b[2] - b[0]) * (b[3] - b[1]) for b, _ in kept))
+            if best is None or score > best[0]:
+                best = (score, x0, y0, kept)
+        _, x0, y0, kept = best
+        out.append(Instance(f"{img.key}#scene", i, x0, y0, (0, 0, patch, patch),
+                            tuple(b for b, _ in kept), tuple(n for _, n in kept)))
+    return out
+
+
+def _coco_names() -> dict[int, str]:
+    """COCO class index -> name, as the shared detector reports them (the pseudo-labels store the index)."""
+    from ivfusion.detection.torch_yolo import class_names
+    from ivfusion.paths import default_detector_weights
+
+    return class_names(default_detector_weights())
+
+
+def instance_view(images: list[Image], inst: Instance, patch: int) -> View:
+    """The oracle's view of an instance: source patches, region, objects, and the visible chroma."""
+    t, y = instance_patch(images, inst, patch)
+    rgb = _pad_to(images[inst.image].rgb, patch)[inst.y0:inst.y0 + patch, inst.x0:inst.x0 + patch]
+    crcb = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YCrCb)[..., 1:]
+    return View(t, y, inst.box, inst.objects, inst.classes, crcb)
+
+
+def instance_mask(inst: Instance, patch: int, oracle: str) -> np.ndarray:
+    """(P, P) float mask of a pair's IDPO loss: the objects for the detection oracle (what it judged), the
+    region for the others."""
+    m = np.zeros((patch, patch), np.float32)
+    for x1, y1, x2, y2 in (inst.objects if oracle == "detection" else (inst.box,)):
+        m[y1:y2, x1:x2] = 1.0
+    return m
 
 
 def instance_patch(images: list[Image], inst: Instance, patch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,12 +235,6 @@ def instance_patch(images: list[Image], inst: Instance, patch: int) -> tuple[np.
     t, y = _pad_to(img.thermal, patch), _pad_to(img.vis_y, patch)
     return (t[inst.y0:inst.y0 + patch, inst.x0:inst.x0 + patch].copy(),
             y[inst.y0:inst.y0 + patch, inst.x0:inst.x0 + patch].copy())
-
-
-def box_mask(box: tuple[int, int, int, int], patch: int) -> np.ndarray:
-    m = np.zeros((patch, patch), np.float32)
-    m[box[1]:box[3], box[0]:box[2]] = 1.0
-    return m
 
 
 def is_held_out(key: str, fraction: float) -> bool:

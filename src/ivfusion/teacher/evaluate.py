@@ -34,17 +34,18 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 def to_uint8(y: torch.Tensor) -> np.ndarray:
     """(1,H,W) or (H,W) in [0,1] -> uint8."""
-    return (y.squeeze().clamp(0, 1) * 255.0 + 0.5).byte().numpy()
+    return (y.squeeze().clamp(0, 1) * 255.0 + 0.5).byte().cpu().numpy()
 
 
 @torch.no_grad()
 def sample_codes(model: PALDM, thermal: np.ndarray, vis_y: np.ndarray, *, steps: int, seed: int = 0,
                  preference: torch.Tensor | None = None) -> np.ndarray:
     """(9, H, W) uint8: one sample per property code for one pair (shared initial noise)."""
-    t = to_tensor(thermal).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
-    y = to_tensor(vis_y).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
-    pref = None if preference is None else preference.view(1, -1).expand(NUM_CODES, -1)
-    out = model.sample(t, y, torch.arange(NUM_CODES), pref, steps=steps,
+    dev = model.device
+    t = to_tensor(thermal).to(dev).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
+    y = to_tensor(vis_y).to(dev).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
+    pref = None if preference is None else preference.to(dev).view(1, -1).expand(NUM_CODES, -1)
+    out = model.sample(t, y, torch.arange(NUM_CODES, device=dev), pref, steps=steps,
                        generator=torch.Generator().manual_seed(seed), shared_noise=True)
     return np.stack([to_uint8(o) for o in out])
 
@@ -124,8 +125,9 @@ class TeacherMethod:
     @torch.no_grad()
     def fuse(self, sample: PairSample) -> np.ndarray:
         ycrcb = cv2.cvtColor(sample.bgr, cv2.COLOR_BGR2YCrCb)
-        t, y = to_tensor(sample.thermal).unsqueeze(0), to_tensor(ycrcb[..., 0]).unsqueeze(0)
-        pref = None if self.preference is None else self.preference.view(1, -1)
+        dev = self.model.device
+        t, y = to_tensor(sample.thermal).to(dev).unsqueeze(0), to_tensor(ycrcb[..., 0]).to(dev).unsqueeze(0)
+        pref = None if self.preference is None else self.preference.to(dev).view(1, -1)
         g = torch.Generator().manual_seed(self.seed)
         out = self.model.sample(t, y, self.code, pref, steps=self.steps, generator=g)
         ycrcb[..., 0] = to_uint8(out[0])
@@ -140,14 +142,15 @@ def compare_on_instances(paldm: PALDM, pcldm: PALDM, prefs: dict, rows: Sequence
     the instances of ``rows`` (held-out preference pairs), scored the way each oracle judges:
     detection -> detector confidence on the instance (0 = missed) and recall at 0.25; visual -> VIF, Qabf, SD,
     SF inside the region; text -> L1 to the prior target of the code the prompt asks for."""
-    from ivfusion.teacher.data import instance_patch
+    from ivfusion.teacher.data import instance_view
 
     patch, out = prefs["patch"], {}
     for o in sorted({r["oracle"] for r in rows}):
         acc: dict[str, list[float]] = {}
         for r in (r for r in rows if r["oracle"] == o):
             inst = prefs["instances"][r["instance"]]
-            t, y = instance_patch(prefs["images"], inst, patch)
+            view = instance_view(prefs["images"], inst, patch)
+            t, y = view.ir, view.vi
             tt, yy = to_tensor(t).unsqueeze(0), to_tensor(y).unsqueeze(0)
             g = lambda: torch.Generator().manual_seed(r["instance"])  # noqa: E731
             before = to_uint8(paldm.sample(tt, yy, STANDARD.index, None, steps=steps, generator=g())[0])
@@ -155,10 +158,10 @@ def compare_on_instances(paldm: PALDM, pcldm: PALDM, prefs: dict, rows: Sequence
                                           generator=g())[0])
             pair = np.stack([before, after])
             if o == "detection":
-                s = oracles["detection"].scores(pair, inst.box)
+                s = oracles["detection"].scores(pair, view)
                 vals = {"conf": s, "recall@0.25": (s >= 0.25).astype(float)}
             elif o == "visual":
-                table = oracles["visual"].table(t, y, pair, inst.box)
+                table = oracles["visual"].table(view, pair)
                 vals = {m: table[:, j] for j, m in enumerate(oracles["visual"].metrics)}
             else:
                 code = (text_codes or {})[r["text"]]

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
-from ivfusion.teacher.data import Image, Instance, instance_patch
+from ivfusion.teacher.data import Image, Instance, instance_patch, instance_view
 from ivfusion.teacher.oracles import Oracle
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import NUM_CODES, STANDARD
@@ -70,12 +70,11 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
     with torch.no_grad():
         z_w, z_l = policy.to_latent(batch["winner"], z_ir, z_vi), policy.to_latent(batch["loser"], z_ir, z_vi)
     b = z_w.shape[0]
-    noise = torch.randn(z_w.shape, generator=generator, dtype=z_w.dtype)
-    t = torch.randint(0, policy.config["num_train_timesteps"], (b,), generator=generator)
+    noise, t = policy.training_noise(z_w, generator)
     sched = policy.scheduler
     x = torch.cat([sched.add_noise(z_w, noise, t), sched.add_noise(z_l, noise, t)])  # same noise and t for w and l
     tt, zi, zv = torch.cat([t, t]), torch.cat([z_ir, z_ir]), torch.cat([z_vi, z_vi])
-    code = torch.full((2 * b,), STANDARD.index, dtype=torch.long)
+    code = torch.full((2 * b,), STANDARD.index, dtype=torch.long, device=z_w.device)
     pref = torch.cat([batch["preference"], batch["preference"]])
     target = torch.cat([policy.target_for(z_w, noise, t), policy.target_for(z_l, noise, t)])
     mask = latent_mask(torch.cat([batch["mask"], batch["mask"]]), policy.codec.factor)
@@ -103,8 +102,7 @@ def preference_pairs(oracles: Sequence[Oracle], images: list[Image], instances: 
     pairs = []
     for oracle in oracles:
         for n, inst in enumerate(tqdm(instances, desc=f"oracle {oracle.name}", unit="instance", disable=not progress)):
-            ir, vi = instance_patch(images, inst, patch)
-            verdict = oracle.prefer(ir, vi, candidates[n], inst.box, n)
+            verdict = oracle.prefer(instance_view(images, inst, patch), candidates[n], n)
             if verdict is not None:
                 pairs.append({"instance": n, "oracle": oracle.name, "winner": verdict[0], "loser": verdict[1],
                               "text": oracle.preference_text(n)})

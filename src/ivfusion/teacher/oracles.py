@@ -4,16 +4,19 @@ Each oracle returns ``(winner, loser)`` candidate indices, or None when it canno
 with no margin teaches DPO nothing but noise), and names the preference text whose embedding conditions the
 PCLDM on that pair:
 
-* ``detection`` -- the shared YOLO detector (``ivfusion.detection``) on each candidate patch: the score is the
-  highest confidence of a detection overlapping the instance box (IoU >= ``iou``), 0 when it is missed
-  (so recall and confidence both count). Text: the ``detection`` preset description.
-* ``visual`` -- fusion-quality metrics inside the instance box (plus a margin): VIF, Qabf, SD, SF
-  (``ivfusion.metrics.fusion``), each ranked across candidates, ranks averaged. Text: the ``visual`` preset.
+* ``detection`` -- the shared YOLO detector (``ivfusion.detection``) on each candidate patch (with the visible
+  chroma when the view has it, as the evaluation sees fused frames): per object, the highest confidence of a
+  detection overlapping it (IoU >= ``iou``, same class when the view names classes), 0 when it is missed, so
+  recall and confidence both count; the score is the mean over the instance's objects. Text: the
+  ``detection`` preset description.
+* ``visual`` -- fusion-quality metrics inside the instance region (plus a margin): by default VIF, Qabf, SD,
+  SF (``ivfusion.metrics.fusion``), each ranked across candidates, ranks averaged. Text: the ``visual`` preset.
 * ``text`` -- a free-text prompt mapped to the property it asks for: the cosine similarity of its sentence
   embedding (the student's MiniLM encoder) to each code's description (``properties.PropertyCode.text``);
   nearest code wins, farthest loses. Text: the prompt itself.
 
-Candidates and sources are uint8 luminance patches (K, P, P) and (P, P).
+Candidates are uint8 luminance patches (K, P, P); the oracle sees the instance through a
+:class:`~ivfusion.teacher.data.View` (source patches, region, objects, chroma).
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ import torch
 from ivfusion.errors import ConfigError
 from ivfusion.fusion.preference import PRESETS
 from ivfusion.metrics.detection import box_iou
+from ivfusion.teacher.data import Box, View
 from ivfusion.teacher.properties import ALL_CODES
-
-Box = tuple[int, int, int, int]
 Embed = Callable[[list[str]], torch.Tensor]  # texts -> (N, D) unit vectors
 VISUAL_METRICS = ("VIF", "Qabf", "SD", "SF")
 VIF_MIN_SIDE = 48  # VIF filters 'valid' and halves 3 times: 48 px still leaves its 4th scale a 3x3 window
@@ -39,8 +41,7 @@ VIF_MIN_SIDE = 48  # VIF filters 'valid' and halves 3 times: 48 px still leaves 
 class Oracle(Protocol):
     name: str
 
-    def prefer(self, ir: np.ndarray, vi: np.ndarray, candidates: np.ndarray, box: Box,
-               index: int) -> tuple[int, int] | None: ...
+    def prefer(self, view: View, candidates: np.ndarray, index: int) -> tuple[int, int] | None: ...
 
     def preference_text(self, index: int) -> str: ...
 
@@ -62,16 +63,29 @@ class DetectionOracle:
             detector = Detector(DetectorConfig(conf=0.05, iou=0.5, classes=BOX_CLASSES, imgsz=256))
         self.detector, self.iou, self.min_margin = detector, iou, min_margin
 
-    def scores(self, candidates: np.ndarray, box: Box) -> np.ndarray:
+    def scores(self, candidates: np.ndarray, view: View) -> np.ndarray:
+        """(K,) mean over the view's objects of the best matching detection's confidence in each candidate."""
+        objects = view.objects
         out = []
         for cand in candidates:
-            dets = self.detector.detect(cv2.cvtColor(cand, cv2.COLOR_GRAY2BGR))
-            ious = box_iou([[d.x1, d.y1, d.x2, d.y2] for d in dets], [box])[:, 0]
-            out.append(max([d.score for d, iou in zip(dets, ious) if iou >= self.iou], default=0.0))
+            if view.crcb is None:
+                bgr = cv2.cvtColor(cand, cv2.COLOR_GRAY2BGR)
+            else:
+                bgr = cv2.cvtColor(np.dstack([cand, view.crcb]), cv2.COLOR_YCrCb2BGR)
+            dets = self.detector.detect(bgr)
+            ious = box_iou([[d.x1, d.y1, d.x2, d.y2] for d in dets], list(objects))
+            per_object = []
+            for j in range(len(objects)):
+                name = view.classes[j] if view.classes else None
+                per_object.append(max([d.score for d, iou in zip(dets, ious[:, j])
+                                       if iou >= self.iou and (name is None or d.class_name == name)], default=0.0))
+            out.append(float(np.mean(per_object)))
         return np.asarray(out, np.float64)
 
-    def prefer(self, ir, vi, candidates, box, index):
-        return _pick(self.scores(candidates, box), self.min_margin)
+    def prefer(self, view, candidates, index):
+        if not view.objects:
+            return None  # a scene without objects: nothing for the detector to find
+        return _pick(self.scores(candidates, view), self.min_margin)
 
     def preference_text(self, index: int) -> str:
         return PRESETS["detection"]
@@ -97,16 +111,17 @@ class VisualOracle:
 
         return span(box[1], box[3]), span(box[0], box[2])
 
-    def table(self, ir: np.ndarray, vi: np.ndarray, candidates: np.ndarray, box: Box) -> np.ndarray:
+    def table(self, view: View, candidates: np.ndarray) -> np.ndarray:
         """(K, len(metrics)) metric values of each candidate inside the region."""
         from ivfusion.metrics.fusion import fusion_metrics
 
-        ys, xs = self.region(box, ir.shape[0])
+        ir, vi = view.ir, view.vi
+        ys, xs = self.region(view.box, ir.shape[0])
         return np.array([[v for v in fusion_metrics(ir[ys, xs], vi[ys, xs], c[ys, xs], self.metrics).values()]
                          for c in candidates])
 
-    def prefer(self, ir, vi, candidates, box, index):
-        table = self.table(ir, vi, candidates, box)
+    def prefer(self, view, candidates, index):
+        table = self.table(view, candidates)
         ranks = np.argsort(np.argsort(table, axis=0), axis=0).astype(np.float64)  # 0 = worst per metric
         return _pick(ranks.mean(axis=1), self.min_margin)
 
@@ -130,7 +145,7 @@ class TextOracle:
         s = self.similarity[prompt_index]
         return int(np.argmax(s)), int(np.argmin(s))
 
-    def prefer(self, ir, vi, candidates, box, index):
+    def prefer(self, view, candidates, index):
         w, l = self.code_for(index % len(self.prompts))
         return (w, l) if w != l else None
 

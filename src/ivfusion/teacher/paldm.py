@@ -96,6 +96,10 @@ class PALDM(nn.Module):
                              clip_sample_range=1.0, set_alpha_to_one=False, timestep_spacing="trailing")
 
     @property
+    def device(self) -> torch.device:
+        return self.pref_proj.weight.device
+
+    @property
     def multiple(self) -> int:
         """Input sides must be multiples of this (codec factor x UNet downsampling)."""
         return self.codec.factor * 2 ** (len(self.config["unet"]["block_out_channels"]) - 1)
@@ -177,12 +181,20 @@ class PALDM(nn.Module):
         scheduler = self.make_scheduler()
         scheduler.set_timesteps(steps, device=thermal.device)
         shape = (1, *z_ir.shape[1:]) if shared_noise else z_ir.shape
-        z = torch.randn(shape, generator=generator, device=thermal.device, dtype=z_ir.dtype)
+        z = torch.randn(shape, generator=generator, dtype=z_ir.dtype).to(thermal.device)  # same draw on CPU and GPU
         z = z.expand_as(z_ir).contiguous()
         for t in scheduler.timesteps:
             pred = self(z, t.expand(b), z_ir, z_vi, code, preference)
             z = scheduler.step(pred, t, z, eta=eta, generator=generator).prev_sample
         return self.from_latent(z, z_ir, z_vi)[:, :, :h, :w]
+
+    def training_noise(self, like: torch.Tensor, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(noise shaped like ``like``, one timestep per sample), drawn from a CPU ``generator`` and moved to
+        ``like``'s device, so a seed gives the same draw on CPU and GPU."""
+        noise = torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
+        t = torch.randint(0, self.config["num_train_timesteps"], (like.shape[0],), generator=generator)
+        return noise, t.to(like.device)
 
     # ------------------------------------------------------------------------------------------- files
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:

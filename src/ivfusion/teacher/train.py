@@ -52,9 +52,7 @@ def paldm_loss(model: PALDM, thermal: torch.Tensor, vis_y: torch.Tensor, code: t
     z_ir, z_vi = model.encode_sources(thermal, vis_y)
     with torch.no_grad():
         z0 = model.to_latent(target_y, z_ir, z_vi)
-    b = thermal.shape[0]
-    noise = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-    t = torch.randint(0, model.config["num_train_timesteps"], (b,), generator=generator)
+    noise, t = model.training_noise(z0, generator)
     noisy = model.scheduler.add_noise(z0, noise, t)
     pred = net(noisy, t, z_ir, z_vi, code, None)
     l_diff = (pred - model.target_for(z0, noise, t)).pow(2).mean()
@@ -145,16 +143,23 @@ def build_oracles(ocfg: dict[str, Any], embed) -> list:
 
 def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True) -> dict[str, Any]:
     """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
-    from safetensors.numpy import load_file as load_np, save_file as save_np
+    from safetensors.numpy import save_file as save_np
 
-    from ivfusion.teacher.data import find_instances, is_held_out, load_images
+    from ivfusion.teacher.data import find_instances, find_scenes, is_held_out, load_images
     from ivfusion.teacher.idpo import generate_candidates, preference_pairs
 
     dcfg = cfg["data"]
     patch = int(dcfg.get("patch", 128))
     images, resolved = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
-    instances = find_instances(images, resolved, patch, cache_dir=Path(dcfg.get("cache_dir", "outputs/cache")),
-                               max_per_image=int(dcfg.get("max_per_image", 4)))
+    cache_dir, kind = Path(dcfg.get("cache_dir", "outputs/cache")), dcfg.get("instances", "objects")
+    if kind == "objects":
+        instances = find_instances(images, resolved, patch, cache_dir=cache_dir,
+                                   max_per_image=int(dcfg.get("max_per_image", 4)))
+    elif kind == "scenes":
+        instances = find_scenes(images, resolved, patch, cache_dir=cache_dir,
+                                min_score=float(dcfg.get("min_score", 0.3)))
+    else:
+        raise ConfigError(f"data.instances must be 'objects' or 'scenes', got {kind!r}")
     if dcfg.get("max_instances"):
         instances = instances[: int(dcfg["max_instances"])]
     if not instances:
@@ -162,17 +167,19 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     cache = Path(cfg["output_dir"]) / "preferences"
     cand_file, pairs_file = cache / "candidates.safetensors", cache / "pairs.json"
     keys = [i.key for i in instances]
-    if cand_file.exists() and pairs_file.exists() and json.loads(pairs_file.read_text())["instances"] == keys:
-        candidates = load_np(str(cand_file))["candidates"]
+    cache.mkdir(parents=True, exist_ok=True)
+    # Candidates are a deterministic function of the PALDM and the seed (noise is drawn on the CPU), so they are
+    # regenerated where missing, e.g. on a GPU machine given only pairs.json: the oracles' verdicts are the
+    # expensive part and need the detector.
+    candidates = _cached_candidates(cand_file, keys)
+    if candidates is None:  # sampling is the slow part: save it before the oracles run
+        candidates = generate_candidates(model, images, instances, patch, seed=int(cfg["train"].get("seed", 0)),
+                                         steps=int(dcfg.get("candidate_steps", 10)), progress=progress)
+        save_np({"candidates": candidates}, str(cand_file))
+        (cache / "candidates.json").write_text(json.dumps({"instances": keys}))
+    if pairs_file.exists() and json.loads(pairs_file.read_text())["instances"] == keys:
         pairs = json.loads(pairs_file.read_text())["pairs"]
     else:
-        cache.mkdir(parents=True, exist_ok=True)
-        candidates = _cached_candidates(cand_file, keys)
-        if candidates is None:  # sampling is the slow part: save it before the oracles run
-            candidates = generate_candidates(model, images, instances, patch, seed=int(cfg["train"].get("seed", 0)),
-                                             steps=int(dcfg.get("candidate_steps", 10)), progress=progress)
-            save_np({"candidates": candidates}, str(cand_file))
-            (cache / "candidates.json").write_text(json.dumps({"instances": keys}))
         embed = embedder(dcfg.get("text_encoder", "minilm"), model.text_dim)
         oracles = build_oracles(cfg.get("oracles") or {"visual": {}}, embed)
         pairs = preference_pairs(oracles, images, instances, candidates, patch, progress=progress)
@@ -181,6 +188,22 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     for p in pairs:
         p["held_out"] = is_held_out(instances[p["instance"]].key, held)
     return {"images": images, "instances": instances, "candidates": candidates, "pairs": pairs, "patch": patch}
+
+
+def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) -> dict[str, torch.Tensor]:
+    """Preference-text embeddings, cached next to the pairs so a machine without the sentence encoder can train."""
+    from safetensors.torch import load_file, save_file
+
+    index = cache_file.with_suffix(".json")
+    if cache_file.exists() and index.exists() and json.loads(index.read_text())["texts"] == texts:
+        return dict(zip(texts, load_file(str(cache_file))["embeddings"]))
+    if not texts:
+        return {}
+    vectors = embedder(kind, dim)(texts).float().contiguous()
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"embeddings": vectors}, str(cache_file))
+    index.write_text(json.dumps({"texts": texts}))
+    return dict(zip(texts, vectors))
 
 
 def _cached_candidates(cand_file: Path, keys: list[str]) -> np.ndarray | None:
@@ -193,10 +216,10 @@ def _cached_candidates(cand_file: Path, keys: list[str]) -> np.ndarray | None:
     return None
 
 
-def _pair_batch(prefs: dict[str, Any], rows: list[dict],
-                embeddings: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _pair_batch(prefs: dict[str, Any], rows: list[dict], embeddings: dict[str, torch.Tensor],
+                device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Stack the patches, candidate images, masks and preference embeddings of preference ``rows``."""
-    from ivfusion.teacher.data import box_mask, instance_patch, to_tensor
+    from ivfusion.teacher.data import instance_mask, instance_patch, to_tensor
 
     patch, out = prefs["patch"], {k: [] for k in ("thermal", "vis_y", "winner", "loser", "mask", "preference")}
     for p in rows:
@@ -207,9 +230,9 @@ def _pair_batch(prefs: dict[str, Any], rows: list[dict],
         out["vis_y"].append(to_tensor(y))
         out["winner"].append(to_tensor(cands[p["winner"]]))
         out["loser"].append(to_tensor(cands[p["loser"]]))
-        out["mask"].append(torch.from_numpy(box_mask(inst.box, patch)).unsqueeze(0))
+        out["mask"].append(torch.from_numpy(instance_mask(inst, patch, p["oracle"])).unsqueeze(0))
         out["preference"].append(embeddings[p["text"]])
-    return {k: torch.stack(v) for k, v in out.items()}
+    return {k: torch.stack(v).to(device) for k, v in out.items()}
 
 
 @torch.no_grad()
@@ -222,7 +245,7 @@ def dpo_eval(policy: PALDM, reference: PALDM, prefs: dict[str, Any], rows: list[
     by_oracle: dict[str, list[float]] = {}
     for start in range(0, len(rows), 16):
         chunk = rows[start:start + 16]
-        batch = _pair_batch(prefs, chunk, embeddings)
+        batch = _pair_batch(prefs, chunk, embeddings, policy.device)
         for r in range(repeats):
             g = torch.Generator().manual_seed(seed * 7919 + start * 31 + r)
             stats = idpo_step(policy, reference, batch, beta, g)
@@ -247,23 +270,25 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     torch.set_num_threads(int(tcfg.get("threads", torch.get_num_threads())))
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
     policy = copy.deepcopy(reference).requires_grad_(True)
+    loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
+    device = loop.accelerator.device
+    reference.to(device)
     prefs = prepare_preferences(cfg, reference, progress=progress)
-    embed = embedder(cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
     texts = sorted({p["text"] for p in prefs["pairs"]})
-    embeddings = dict(zip(texts, embed(texts))) if texts else {}
+    embeddings = _text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
+                                  cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
     train_rows = [p for p in prefs["pairs"] if not p["held_out"]]
     held_rows = [p for p in prefs["pairs"] if p["held_out"]]
     if not train_rows:
         raise ConfigError("IDPO: no training preference pairs (every oracle abstained or everything is held out)")
     beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
     batch_size = int(tcfg.get("batch_size", 8))
-    loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
 
     def step_fn(step: int):
         rng = np.random.default_rng((seed, step))
         pick = rng.choice(len(train_rows), size=min(batch_size, len(train_rows)), replace=False)
         rows = [train_rows[i] for i in pick]
-        batch = _pair_batch(prefs, rows, embeddings)
+        batch = _pair_batch(prefs, rows, embeddings, device)
         stats = idpo_step(loop.model, reference, batch, beta, torch.Generator().manual_seed(seed * 1_000_003 + step))
         return stats.loss, {"margin": float(stats.margin.mean()), "dpo_acc": stats.accuracy}
 
