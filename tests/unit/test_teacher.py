@@ -140,6 +140,7 @@ def test_idpo_step_is_neutral_against_an_identical_reference_and_has_gradients()
     batch = {"thermal": t, "vis_y": v, "winner": t, "loser": v, "mask": mask, "preference": torch.randn(2, 16)}
     stats = idpo_step(policy, ref, batch, beta=100.0, generator=torch.Generator().manual_seed(0))
     assert stats.loss.item() == pytest.approx(math.log(2.0), abs=1e-5) and stats.margin.abs().max() < 1e-5
+    assert stats.winner_error.shape == (2,) and stats.winner_error.requires_grad and (stats.winner_error > 0).all()
     stats.loss.backward()
     assert policy.pref_proj.weight.grad is not None and policy.pref_proj.weight.grad.abs().sum() > 0
 
@@ -253,11 +254,12 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path):
            "oracles": {"visual": {"min_margin": 0.0},
                        "text": {"prompts": ["bright hot people", "soft visible look"]}},
            "train": {"seed": 2, "steps": 2, "batch_size": 2, "lr": 1e-4, "warmup": 1, "beta": 100.0, "log_every": 1,
-                     "checkpoint_every": 2, "threads": 1},
+                     "checkpoint_every": 2, "threads": 1, "sft_weight": 10.0},
            "eval": {"repeats": 1}}
     pcldm = train_idpo(cfg, progress=False)
     log = [json.loads(line) for line in (tmp_path / "idpo" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2] and {"margin", "dpo_acc"} <= set(log[0])
+    assert [r["step"] for r in log] == [1, 2] and {"margin", "dpo_acc", "dpo", "sft"} <= set(log[0])
+    assert log[0]["loss"] == pytest.approx(log[0]["dpo"] + 10.0 * log[0]["sft"], rel=1e-5)
     summary = json.loads((tmp_path / "idpo" / "dpo_eval.json").read_text())
     assert summary["pairs_total"] >= 3 and summary["pairs_held_out"] >= 1 and "all" in summary["held_out_after"]
     assert (tmp_path / "idpo" / "preferences" / "candidates.safetensors").exists()
@@ -273,7 +275,9 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path):
     (prefs_dir / "candidates.safetensors").unlink()
     cfg["oracles"] = {"bogus": {}}  # building oracles would raise: the cached verdicts must be reused
     again = prepare_preferences(cfg, PALDM.from_pretrained(final), progress=False)
-    assert np.array_equal(again["candidates"], before) and len(again["pairs"]) == summary["pairs_total"]
+    # equal on the CPU; within 2 grey levels when the first set was sampled on a GPU (seen on an H100)
+    assert np.abs(again["candidates"].astype(int) - before.astype(int)).max() <= (2 if torch.cuda.is_available() else 0)
+    assert len(again["pairs"]) == summary["pairs_total"]
     assert (prefs_dir / "texts.safetensors").exists()
 
 
@@ -292,7 +296,7 @@ def test_teacher_trains_and_samples_on_cuda_like_on_cpu(tmp_path):
     a, b = sample_codes(cpu, t, y, steps=3, seed=5), sample_codes(gpu, t, y, steps=3, seed=5)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
     cfg = {"output_dir": str(tmp_path / "idpo"), "init_from": str(final),
-           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 32, "instances": "scenes",
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "instances": "scenes",
                     "candidate_steps": 2, "held_out": 0.0, "text_encoder": "hash", "cache_dir": str(tmp_path / "c")},
            "oracles": {"visual": {"min_margin": 0.0}},
            "train": {"seed": 2, "steps": 2, "batch_size": 2, "lr": 1e-4, "warmup": 1, "beta": 100.0, "log_every": 1,

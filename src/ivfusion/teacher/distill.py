@@ -40,7 +40,7 @@ DISTILL_SECTIONS = ("output_dir", "teacher", "reference", "student_init", "data"
 @torch.no_grad()
 def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddings: dict[str, torch.Tensor], *,
                           patch: int, crops_per_image: int, steps: int, seed: int, out_file: Path,
-                          progress: bool = True) -> dict[str, torch.Tensor]:
+                          progress: bool = True, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Outputs per preset on fixed crops of the teacher saved at ``teacher_dir``; written to (and reused from)
     ``out_file`` (safetensors). The teacher is only loaded when the cache has to be made."""
     from safetensors.torch import load_file, save_file
@@ -50,9 +50,9 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
         cached = load_file(str(out_file))
         if cached["teacher"].shape[1] == len(names):
             return cached
-    teacher = PALDM.from_pretrained(teacher_dir)
+    teacher = PALDM.from_pretrained(teacher_dir).to(device)
     rng = np.random.default_rng(seed)
-    pref = torch.stack([embeddings[n].view(-1) for n in names])
+    pref = torch.stack([embeddings[n].view(-1) for n in names]).to(device)
     th, rgb, ys = [], [], []
     for i, img in enumerate(tqdm(images, desc="teacher outputs (cached)", unit="pair", disable=not progress)):
         h, w = img.thermal.shape
@@ -62,13 +62,13 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
             y0, x0 = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
             t = img.thermal[y0:y0 + patch, x0:x0 + patch]
             v = img.vis_y[y0:y0 + patch, x0:x0 + patch]
-            tt = to_tensor(t).unsqueeze(0).expand(len(names), -1, -1, -1)
-            vv = to_tensor(v).unsqueeze(0).expand(len(names), -1, -1, -1)
+            tt = to_tensor(t).to(device).unsqueeze(0).expand(len(names), -1, -1, -1)
+            vv = to_tensor(v).to(device).unsqueeze(0).expand(len(names), -1, -1, -1)
             out = teacher.sample(tt, vv, STANDARD.index, pref, steps=steps, shared_noise=True,
                                  generator=torch.Generator().manual_seed(seed * 7919 + len(th)))
             th.append(torch.from_numpy(np.ascontiguousarray(t)).view(1, patch, patch))
             rgb.append(torch.from_numpy(np.ascontiguousarray(img.rgb[y0:y0 + patch, x0:x0 + patch])).permute(2, 0, 1))
-            ys.append((out * 255 + 0.5).clamp(0, 255).byte())
+            ys.append((out * 255 + 0.5).clamp(0, 255).byte().cpu())
     if not th:
         raise ConfigError(f"distillation: no image is at least {patch} px on each side")
     cache = {"thermal": torch.stack(th), "rgb": torch.stack(rgb), "teacher": torch.stack(ys)}
@@ -102,8 +102,12 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
                                      patch=int(dcfg.get("patch", 128)),
                                      crops_per_image=int(dcfg.get("crops_per_image", 2)),
                                      steps=int(dcfg.get("steps", 8)), seed=seed,
-                                     out_file=Path(cfg["output_dir"]) / file, progress=progress)
+                                     out_file=Path(cfg["output_dir"]) / file, progress=progress, device=device)
 
+    # residual mode's base is the *starting* student: copied before the loop can resume a later checkpoint into it
+    start = copy.deepcopy(student).eval().requires_grad_(False) if cfg.get("reference") else None
+    loop = TrainLoop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
+    device = loop.accelerator.device
     cache = outputs_of(cfg["teacher"], "teacher_cache.safetensors")
     base = ref_y = None
     gain = float(lcfg.get("residual_gain", 1.0))
@@ -111,11 +115,10 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         ref = outputs_of(cfg["reference"], "reference_cache.safetensors")
         if not torch.equal(ref["thermal"], cache["thermal"]):
             raise ConfigError("distillation: teacher and reference caches hold different crops; delete both caches")
-        ref_y, base = ref["teacher"], copy.deepcopy(student).eval().requires_grad_(False)
-    table = torch.stack([embeddings[n] for n in names])
+        ref_y, base = ref["teacher"], start.to(device)
+    table, weights = torch.stack([embeddings[n] for n in names]).to(device), weights.to(device)
     n, batch_size = cache["thermal"].shape[0], int(tcfg.get("batch_size", 8))
     w_kd, w_reg = float(lcfg.get("distill", 1.0)), float(lcfg.get("fusion", 0.2))
-    loop = TrainLoop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
 
     def step_fn(step: int):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -127,6 +130,7 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         y_t = y_t.div(255) if ref_y is None else y_t.sub(ref_y[idx, k].float()).div(255) * gain
         if torch.rand((), generator=g) < 0.5:
             t, rgb, y_t = t.flip(-1), rgb.flip(-1), y_t.flip(-1)
+        t, rgb, y_t, k = t.to(device), rgb.to(device), y_t.to(device), k.to(device)
         pref = table[k]
         if base is not None:  # the starting student's output, moved by what IDPO changed in the teacher
             with torch.no_grad():

@@ -8,7 +8,10 @@ space: epsilon, x0 or v) inside the instance box,
     loss   = -log sigmoid(inside)
 
 ``inside`` is the implicit reward margin (how much more the policy than the reference prefers the winner);
-DPO accuracy is the fraction of pairs with ``inside > 0``. Restricting the errors to the mask is what makes it
+DPO accuracy is the fraction of pairs with ``inside > 0``. DPO can raise that margin by pushing the loser away
+while the winner's error grows too, so samples drift somewhere neither candidate is (measured: IDPO v2/v3 sharpened
+their outputs); ``winner_error`` lets the caller add the winner's own denoising error (an SFT / RPO-style term,
+``train.sft_weight``) that keeps the policy on the winners. Restricting the errors to the mask is what makes it
 *instance* DPO: the oracle judged that region, so only that region is pushed (DPOFusion's IDPO).
 
 Also here: candidate generation (one PALDM sample per property code per instance) and turning oracle verdicts
@@ -45,6 +48,7 @@ class DPOStats:
     loss: torch.Tensor  # scalar
     margin: torch.Tensor  # (B,) implicit reward margin ("inside")
     accuracy: float  # fraction of margins > 0
+    winner_error: torch.Tensor | None = None  # (B,) policy's masked error on the winners, with grad (SFT term)
 
 
 def dpo_loss(policy_w: torch.Tensor, policy_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,
@@ -81,7 +85,8 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
     err = masked_mse(net(x, tt, zi, zv, code, pref), target, mask)
     with torch.no_grad():
         ref_err = masked_mse(reference(x, tt, zi, zv, code, pref), target, mask)
-    return dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], beta)
+    stats = dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], beta)
+    return DPOStats(stats.loss, stats.margin, stats.accuracy, err[:b])
 
 
 @torch.no_grad()

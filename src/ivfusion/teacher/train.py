@@ -93,10 +93,12 @@ def train_paldm(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tr
     batches = _batches(RandomPatches(images, patch, seed), batch_size, seed, loop.step)
     w_pixel, w_grad = float(lcfg.get("pixel", 1.0)), float(lcfg.get("gradient", 1.0))
 
+    device = loop.accelerator.device
+
     def step_fn(step: int):
-        batch = next(batches)
+        batch = {k: v.to(device) for k, v in next(batches).items()}
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        code = torch.randint(0, NUM_CODES, (batch["thermal"].shape[0],), generator=g)
+        code = torch.randint(0, NUM_CODES, (batch["thermal"].shape[0],), generator=g).to(device)
         return paldm_loss(loop.model, batch["thermal"], batch["vis_y"], code, prior, w_pixel, w_grad, g)
 
     return loop.run(step_fn)
@@ -283,6 +285,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
         raise ConfigError("IDPO: no training preference pairs (every oracle abstained or everything is held out)")
     beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
     batch_size = int(tcfg.get("batch_size", 8))
+    sft_weight = float(tcfg.get("sft_weight", 0.0))  # x the winners' denoising error (idpo.py: RPO-style anchor)
 
     def step_fn(step: int):
         rng = np.random.default_rng((seed, step))
@@ -290,7 +293,11 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
         rows = [train_rows[i] for i in pick]
         batch = _pair_batch(prefs, rows, embeddings, device)
         stats = idpo_step(loop.model, reference, batch, beta, torch.Generator().manual_seed(seed * 1_000_003 + step))
-        return stats.loss, {"margin": float(stats.margin.mean()), "dpo_acc": stats.accuracy}
+        logs = {"margin": float(stats.margin.mean()), "dpo_acc": stats.accuracy}
+        if not sft_weight:
+            return stats.loss, logs
+        sft = stats.winner_error.mean()
+        return stats.loss + sft_weight * sft, {**logs, "dpo": stats.loss.item(), "sft": sft.item()}
 
     final = loop.run(step_fn)
     ecfg = cfg.get("eval") or {}
