@@ -247,6 +247,18 @@ def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "x" / "ivfusion" / "engines"
 
 
+def test_ort_tensorrt_engine_cache_is_on_by_default(monkeypatch, tmp_path):
+    """ORT's TensorRT EP must cache its engines even when the node's engine_cache parameter is empty."""
+    from ivfusion.engines.ort import trt_provider_options
+
+    monkeypatch.setenv("IVFUSION_ENGINE_CACHE", str(tmp_path / "e"))
+    opts = trt_provider_options("fp16")
+    assert opts["trt_engine_cache_enable"] is True and opts["trt_fp16_enable"] is True
+    assert opts["trt_engine_cache_path"] == str(tmp_path / "e" / "ort_trt")
+    assert trt_provider_options("fp32", tmp_path / "mine")["trt_engine_cache_path"] == str(tmp_path / "mine" / "ort_trt")
+    assert trt_provider_options("fp32")["trt_fp16_enable"] is False
+
+
 # ------------------------------------------------------------------------------------------ GPU-only paths
 @needs_trt
 def test_tensorrt_engine_builds_once_and_matches_torch(student_dir, tmp_path):

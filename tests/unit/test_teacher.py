@@ -341,6 +341,30 @@ def test_distill_caches_teacher_outputs_and_fine_tunes_the_student(tmp_path):
     assert set(StudentFusionNet.from_pretrained(final).preset_embeddings) == {"detection", "visual"}
 
 
+def test_teacher_output_cache_is_rebuilt_when_its_inputs_change(tmp_path):
+    from safetensors import safe_open
+
+    from ivfusion.teacher.data import load_images
+    from ivfusion.teacher.distill import cache_teacher_outputs
+
+    _tiny_teacher_and_student(tmp_path, ("detection",))
+    images, _ = load_images([{"name": str(tmp_path / "data")}])
+    emb = {"detection": torch.nn.functional.normalize(torch.randn(16), dim=0)}
+    out = tmp_path / "cache.safetensors"
+
+    def make(steps, emb=emb):
+        cache_teacher_outputs(tmp_path / "teacher", images, emb, patch=32, crops_per_image=1, steps=steps, seed=0,
+                              out_file=out, progress=False)
+        with safe_open(str(out), "pt") as f:
+            return f.metadata()["key"]
+
+    first = make(2)
+    assert make(2) == first  # same inputs: reused
+    assert make(3) != first  # other DDIM steps: rebuilt
+    other = {"detection": torch.nn.functional.normalize(torch.randn(16), dim=0)}
+    assert make(3, other) not in (first, make(3))  # another preset embedding: rebuilt
+
+
 def test_residual_distillation_targets_the_students_own_output_plus_the_teachers_change(tmp_path):
     from ivfusion.teacher.distill import train_distill
 

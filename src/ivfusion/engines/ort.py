@@ -25,6 +25,17 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def trt_provider_options(precision: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """TensorRT EP options. The engine cache is always on (``cache_dir`` None = the project's cache root): ORT
+    builds TensorRT engines when a session first runs, which takes minutes on a Jetson, and without a cache it
+    did that again on every node start, inside the frame path."""
+    from ivfusion.engines.cache import default_cache_dir
+
+    path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / "ort_trt"
+    return {"trt_fp16_enable": precision in ("fp16", "int8"), "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(path)}
+
+
 def providers_for(*, gpu: bool = True, precision: str = "fp16", cache_dir: str | Path | None = None) -> list[Any]:
     """Ordered provider list: TensorRT EP, CUDA EP (when built in and ``gpu``), always ending with the CPU.
 
@@ -33,11 +44,8 @@ def providers_for(*, gpu: bool = True, precision: str = "fp16", cache_dir: str |
     have = set(available_providers())
     out: list[Any] = []
     if gpu and TRT in have:
-        opts: dict[str, Any] = {"trt_fp16_enable": precision in ("fp16", "int8")}
-        if cache_dir is not None:
-            path = Path(cache_dir) / "ort_trt"
-            path.mkdir(parents=True, exist_ok=True)
-            opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(path))
+        opts = trt_provider_options(precision, cache_dir)
+        Path(opts["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
         out.append((TRT, opts))
     if gpu and CUDA in have:
         out.append((CUDA, {"device_id": 0}))

@@ -19,10 +19,12 @@ DPO itself is anchored to a frozen reference.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import logging
 from pathlib import Path
 from typing import Any
-
-import copy
 
 import numpy as np
 import torch
@@ -34,7 +36,22 @@ from ivfusion.teacher.data import Image, to_tensor
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
 
+log = logging.getLogger(__name__)
+
 DISTILL_SECTIONS = ("output_dir", "teacher", "reference", "student_init", "data", "presets", "train", "loss")
+
+
+def _cache_key(teacher_dir: str | Path, names: list[str], embeddings: dict[str, torch.Tensor], **settings) -> str:
+    """What a teacher-output cache depends on: the teacher's weights, the presets and their embeddings, the crop
+    and sampling settings and the images. A cache whose key differs is rebuilt (a changed config once silently
+    reused the old outputs: only the preset count was checked)."""
+    h = hashlib.sha256()
+    h.update((Path(teacher_dir) / "model.safetensors").read_bytes())
+    for n in names:
+        h.update(n.encode())
+        h.update(embeddings[n].float().contiguous().numpy().tobytes())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()
 
 
 @torch.no_grad()
@@ -43,13 +60,18 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
                           progress: bool = True, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Outputs per preset on fixed crops of the teacher saved at ``teacher_dir``; written to (and reused from)
     ``out_file`` (safetensors). The teacher is only loaded when the cache has to be made."""
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     names = sorted(embeddings)
+    key = _cache_key(teacher_dir, names, embeddings, patch=patch, crops_per_image=crops_per_image, steps=steps,
+                     seed=seed, images=[img.key for img in images])
     if out_file.exists():
-        cached = load_file(str(out_file))
-        if cached["teacher"].shape[1] == len(names):
-            return cached
+        with safe_open(str(out_file), "pt") as f:
+            stale = (f.metadata() or {}).get("key") != key
+        if not stale:
+            return load_file(str(out_file))
+        log.info("distillation: %s was made with other settings or another teacher; rebuilding it", out_file)
     teacher = PALDM.from_pretrained(teacher_dir).to(device)
     rng = np.random.default_rng(seed)
     pref = torch.stack([embeddings[n].view(-1) for n in names]).to(device)
@@ -73,7 +95,7 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
         raise ConfigError(f"distillation: no image is at least {patch} px on each side")
     cache = {"thermal": torch.stack(th), "rgb": torch.stack(rgb), "teacher": torch.stack(ys)}
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    save_file(cache, str(out_file), metadata={"presets": ",".join(names)})
+    save_file(cache, str(out_file), metadata={"presets": ",".join(names), "key": key})
     return cache
 
 
