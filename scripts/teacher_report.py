@@ -117,24 +117,19 @@ def cmd_compare(args) -> None:
 
 def _before_after_grid(paldm, pcldm, prefs, rows, embeddings, steps: int, path: Path, per_oracle: int = 3) -> None:
     """Held-out instances: IR | VI | PALDM (standard code) | PCLDM (standard code + preference), box drawn."""
-    from ivfusion.teacher.data import instance_patch, to_tensor
-    from ivfusion.teacher.evaluate import _label, to_uint8
-    from ivfusion.teacher.properties import STANDARD
+    from ivfusion.teacher.data import instance_patch
+    from ivfusion.teacher.evaluate import _label, before_after
 
     lines = []
     for oracle in sorted({r["oracle"] for r in rows}):
         for r in [r for r in rows if r["oracle"] == oracle][:per_oracle]:
             inst = prefs["instances"][r["instance"]]
             t, y = instance_patch(prefs["images"], inst, prefs["patch"])
-            tt, yy = to_tensor(t).unsqueeze(0), to_tensor(y).unsqueeze(0)
-            g = lambda: torch.Generator().manual_seed(r["instance"])  # noqa: E731
-            before = to_uint8(paldm.sample(tt, yy, STANDARD.index, None, steps=steps, generator=g())[0])
-            after = to_uint8(pcldm.sample(tt, yy, STANDARD.index, embeddings[r["text"]].view(1, -1), steps=steps,
-                                          generator=g())[0])
+            before, after = before_after(paldm, pcldm, t, y, embeddings[r["text"]], steps=steps, seed=r["instance"])
             tiles = []
             for img, label in ((t, f"IR ({oracle})"), (y, "VI"), (before, "PALDM"), (after, "PCLDM")):
                 tile = _label(img, label)
-                for x1, y1, x2, y2 in (inst.objects if oracle == "detection" else (inst.box,)):
+                for x1, y1, x2, y2 in inst.judged(oracle):
                     cv2.rectangle(tile, (x1, y1), (x2 - 1, y2 - 1), (0, 200, 255), 1)
                 tiles.append(tile)
             lines.append(np.concatenate(tiles, axis=1))

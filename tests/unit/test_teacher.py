@@ -235,7 +235,7 @@ def _paldm_cfg(data, out, steps):
                       "checkpoint_every": 2, "threads": 1}}
 
 
-def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path):
+def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatch):
     write_tiny_pairs(tmp_path / "data", labels=True)
     out = tmp_path / "paldm"
     train_paldm(_paldm_cfg(tmp_path / "data", out, 3), progress=False)
@@ -268,17 +268,23 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path):
     # the verdicts are kept, the candidates (deterministic, large) are regenerated where missing
     from safetensors.numpy import load_file as load_np
 
-    from ivfusion.teacher.train import prepare_preferences
+    import ivfusion.teacher.train as teacher_train
+
+    def no_oracles(*args, **kwargs):
+        raise AssertionError("the oracles ran again")
 
     prefs_dir = tmp_path / "idpo" / "preferences"
     before = load_np(str(prefs_dir / "candidates.safetensors"))["candidates"]
     (prefs_dir / "candidates.safetensors").unlink()
-    cfg["oracles"] = {"bogus": {}}  # building oracles would raise: the cached verdicts must be reused
-    again = prepare_preferences(cfg, PALDM.from_pretrained(final), progress=False)
+    monkeypatch.setattr(teacher_train, "build_oracles", no_oracles)  # the cached verdicts must be reused
+    again = teacher_train.prepare_preferences(cfg, PALDM.from_pretrained(final), progress=False)
     # equal on the CPU; within 2 grey levels when the first set was sampled on a GPU (seen on an H100)
     assert np.abs(again["candidates"].astype(int) - before.astype(int)).max() <= (2 if torch.cuda.is_available() else 0)
     assert len(again["pairs"]) == summary["pairs_total"]
     assert (prefs_dir / "texts.safetensors").exists()
+    cfg["oracles"] = {"visual": {"min_margin": 0.5}}  # another oracle config: its verdicts are not the cached ones
+    with pytest.raises(AssertionError, match="oracles ran again"):
+        teacher_train.prepare_preferences(cfg, PALDM.from_pretrained(final), progress=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.cuda.is_available() is False (no GPU lent here)")
@@ -382,3 +388,9 @@ def test_residual_distillation_targets_the_students_own_output_plus_the_teachers
     assert (tmp_path / "distill" / "reference_cache.safetensors").exists()
     log = [json.loads(line) for line in (tmp_path / "distill" / "log.jsonl").read_text().splitlines()]
     assert log[0]["kd"] == 0.0 and log[1]["kd"] > 0.0
+    # resumed: the residual base stays the *starting* student, not the checkpoint (with the checkpoint as base
+    # the first resumed step would again be exactly 0)
+    cfg["train"]["steps"] = 3
+    train_distill(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "distill" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and log[2]["kd"] > 0.0

@@ -18,6 +18,8 @@ Instances (IDPO) come in two kinds (``data.instances`` in the IDPO config):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,11 @@ class Instance:
     box: Box  # the region inside the patch: the visual oracle's window, the IDPO mask of non-detection pairs
     objects: tuple[Box, ...] = ()  # object boxes inside the patch (an object instance: (box,))
     classes: tuple[str, ...] = ()  # class name per object; () = any class
+
+    def judged(self, oracle: str) -> tuple[Box, ...]:
+        """The boxes an oracle judged, so the IDPO loss (and any drawing) covers exactly them: the objects for
+        the detection oracle, the region for the others."""
+        return self.objects if oracle == "detection" else (self.box,)
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,7 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
     by_key = {f"{src.label}/{stem}": (src, stem) for src in resolved for stem in src.stems}
     unlabelled = [src for src in resolved if not src.folder.has_labels("union")]
     pseudo = detector_labels(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
-    names = _coco_names()
+    names = _coco_names() if unlabelled else {}
     out: list[Instance] = []
     for i, img in enumerate(images):
         src, stem = by_key[img.key]
@@ -209,7 +216,12 @@ def _coco_names() -> dict[int, str]:
     from ivfusion.detection.torch_yolo import class_names
     from ivfusion.paths import default_detector_weights
 
-    return class_names(default_detector_weights())
+    weights = default_detector_weights()
+    names = class_names(weights)
+    if all(v.isdigit() for v in names.values()):  # without names no class would ever match: the oracle abstains
+        raise ConfigError(f"no class names in the metadata.yaml beside {weights}: pseudo-labels cannot be matched "
+                          "to detections by class")
+    return names
 
 
 def instance_view(images: list[Image], inst: Instance, patch: int) -> View:
@@ -221,10 +233,9 @@ def instance_view(images: list[Image], inst: Instance, patch: int) -> View:
 
 
 def instance_mask(inst: Instance, patch: int, oracle: str) -> np.ndarray:
-    """(P, P) float mask of a pair's IDPO loss: the objects for the detection oracle (what it judged), the
-    region for the others."""
+    """(P, P) float mask of a pair's IDPO loss: the boxes its oracle judged (``Instance.judged``)."""
     m = np.zeros((patch, patch), np.float32)
-    for x1, y1, x2, y2 in (inst.objects if oracle == "detection" else (inst.box,)):
+    for x1, y1, x2, y2 in inst.judged(oracle):
         m[y1:y2, x1:x2] = 1.0
     return m
 
@@ -235,6 +246,28 @@ def instance_patch(images: list[Image], inst: Instance, patch: int) -> tuple[np.
     t, y = _pad_to(img.thermal, patch), _pad_to(img.vis_y, patch)
     return (t[inst.y0:inst.y0 + patch, inst.x0:inst.x0 + patch].copy(),
             y[inst.y0:inst.y0 + patch, inst.x0:inst.x0 + patch].copy())
+
+
+def fingerprint(*model_dirs: Path, **settings) -> str:
+    """sha256 of what a cache depends on: the weights and configs in ``model_dirs`` and ``settings`` (JSON; arrays
+    and tensors by their bytes). The teacher's caches (candidates, verdicts, text embeddings, distillation targets)
+    store it and are rebuilt when it differs: matching only instance names or preset counts once reused
+    outputs of another model or config."""
+    h = hashlib.sha256()
+    for d in model_dirs:
+        for name in ("model.safetensors", "config.json", "scheduler_config.json"):
+            if (Path(d) / name).exists():
+                h.update(name.encode() + (Path(d) / name).read_bytes())
+
+    def jsonable(x):
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().contiguous().numpy()
+        if isinstance(x, np.ndarray):
+            return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest() + str(x.shape) + str(x.dtype)
+        return str(x)
+
+    h.update(json.dumps(settings, sort_keys=True, default=jsonable).encode())
+    return h.hexdigest()
 
 
 def is_held_out(key: str, fraction: float) -> bool:

@@ -20,8 +20,6 @@ DPO itself is anchored to a frozen reference.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,26 +30,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
-from ivfusion.teacher.data import Image, to_tensor
+from ivfusion.teacher.data import Image, fingerprint, to_tensor
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
 
 log = logging.getLogger(__name__)
 
 DISTILL_SECTIONS = ("output_dir", "teacher", "reference", "student_init", "data", "presets", "train", "loss")
-
-
-def _cache_key(teacher_dir: str | Path, names: list[str], embeddings: dict[str, torch.Tensor], **settings) -> str:
-    """What a teacher-output cache depends on: the teacher's weights, the presets and their embeddings, the crop
-    and sampling settings and the images. A cache whose key differs is rebuilt (a changed config once silently
-    reused the old outputs: only the preset count was checked)."""
-    h = hashlib.sha256()
-    h.update((Path(teacher_dir) / "model.safetensors").read_bytes())
-    for n in names:
-        h.update(n.encode())
-        h.update(embeddings[n].float().contiguous().numpy().tobytes())
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    return h.hexdigest()
 
 
 @torch.no_grad()
@@ -64,8 +49,9 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
     from safetensors.torch import load_file, save_file
 
     names = sorted(embeddings)
-    key = _cache_key(teacher_dir, names, embeddings, patch=patch, crops_per_image=crops_per_image, steps=steps,
-                     seed=seed, images=[img.key for img in images])
+    key = fingerprint(Path(teacher_dir), presets=names, embeddings=[embeddings[n].float() for n in names],
+                      patch=patch, crops_per_image=crops_per_image, steps=steps, seed=seed,
+                      images=[(img.key, img.thermal.shape) for img in images])
     if out_file.exists():
         with safe_open(str(out_file), "pt") as f:
             stale = (f.metadata() or {}).get("key") != key

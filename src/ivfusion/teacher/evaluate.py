@@ -135,6 +135,19 @@ class TeacherMethod:
 
 
 @torch.no_grad()
+def before_after(paldm: PALDM, pcldm: PALDM, thermal: np.ndarray, vis_y: np.ndarray, preference: torch.Tensor, *,
+                 steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (PALDM with the standard code, PCLDM with the standard code + ``preference``), same initial noise."""
+    dev = pcldm.device
+    t, y = to_tensor(thermal).to(dev).unsqueeze(0), to_tensor(vis_y).to(dev).unsqueeze(0)
+    g = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
+    before = to_uint8(paldm.sample(t, y, STANDARD.index, None, steps=steps, generator=g())[0])
+    after = to_uint8(pcldm.sample(t, y, STANDARD.index, preference.to(dev).view(1, -1), steps=steps,
+                                  generator=g())[0])
+    return before, after
+
+
+@torch.no_grad()
 def compare_on_instances(paldm: PALDM, pcldm: PALDM, prefs: dict, rows: Sequence[dict],
                          embeddings: dict[str, torch.Tensor], *, steps: int, oracles: dict, prior: PriorConfig,
                          text_codes: dict[str, int] | None = None) -> dict[str, dict[str, float]]:
@@ -151,11 +164,7 @@ def compare_on_instances(paldm: PALDM, pcldm: PALDM, prefs: dict, rows: Sequence
             inst = prefs["instances"][r["instance"]]
             view = instance_view(prefs["images"], inst, patch)
             t, y = view.ir, view.vi
-            tt, yy = to_tensor(t).unsqueeze(0), to_tensor(y).unsqueeze(0)
-            g = lambda: torch.Generator().manual_seed(r["instance"])  # noqa: E731
-            before = to_uint8(paldm.sample(tt, yy, STANDARD.index, None, steps=steps, generator=g())[0])
-            after = to_uint8(pcldm.sample(tt, yy, STANDARD.index, embeddings[r["text"]].view(1, -1), steps=steps,
-                                          generator=g())[0])
+            before, after = before_after(paldm, pcldm, t, y, embeddings[r["text"]], steps=steps, seed=r["instance"])
             pair = np.stack([before, after])
             if o == "detection":
                 s = oracles["detection"].scores(pair, view)

@@ -147,7 +147,9 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
     from safetensors.numpy import save_file as save_np
 
-    from ivfusion.teacher.data import find_instances, find_scenes, is_held_out, load_images
+    from dataclasses import astuple
+
+    from ivfusion.teacher.data import find_instances, find_scenes, fingerprint, is_held_out, load_images
     from ivfusion.teacher.idpo import generate_candidates, preference_pairs
 
     dcfg = cfg["data"]
@@ -168,24 +170,27 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
         raise ConfigError("IDPO: no object instances found in " + ", ".join(str(s) for s in dcfg["sources"]))
     cache = Path(cfg["output_dir"]) / "preferences"
     cand_file, pairs_file = cache / "candidates.safetensors", cache / "pairs.json"
-    keys = [i.key for i in instances]
     cache.mkdir(parents=True, exist_ok=True)
-    # Candidates are a deterministic function of the PALDM and the seed (noise is drawn on the CPU), so they are
-    # regenerated where missing, e.g. on a GPU machine given only pairs.json: the oracles' verdicts are the
-    # expensive part and need the detector.
-    candidates = _cached_candidates(cand_file, keys)
+    # Each cache is keyed by everything it depends on (fingerprint). Candidates are a deterministic function of
+    # the PALDM, the instances and the seed (noise is drawn on the CPU), so they are regenerated where missing,
+    # e.g. on a GPU machine given only pairs.json; the verdicts are the expensive part and need the detector.
+    cand_key = fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
+                           steps=int(dcfg.get("candidate_steps", 10)), seed=int(cfg["train"].get("seed", 0)))
+    pairs_key = fingerprint(candidates=cand_key, oracles=cfg.get("oracles"), text=dcfg.get("text_encoder", "minilm"))
+    candidates = _cached_candidates(cand_file, cand_key)
     if candidates is None:  # sampling is the slow part: save it before the oracles run
         candidates = generate_candidates(model, images, instances, patch, seed=int(cfg["train"].get("seed", 0)),
                                          steps=int(dcfg.get("candidate_steps", 10)), progress=progress)
         save_np({"candidates": candidates}, str(cand_file))
-        (cache / "candidates.json").write_text(json.dumps({"instances": keys}))
-    if pairs_file.exists() and json.loads(pairs_file.read_text())["instances"] == keys:
-        pairs = json.loads(pairs_file.read_text())["pairs"]
+        (cache / "candidates.json").write_text(json.dumps({"key": cand_key}))
+    cached = json.loads(pairs_file.read_text()) if pairs_file.exists() else {}
+    if cached.get("key") == pairs_key:
+        pairs = cached["pairs"]
     else:
         embed = embedder(dcfg.get("text_encoder", "minilm"), model.text_dim)
         oracles = build_oracles(cfg.get("oracles") or {"visual": {}}, embed)
         pairs = preference_pairs(oracles, images, instances, candidates, patch, progress=progress)
-        pairs_file.write_text(json.dumps({"instances": keys, "pairs": pairs}))
+        pairs_file.write_text(json.dumps({"key": pairs_key, "pairs": pairs}))
     held = float(dcfg.get("held_out", 0.2))
     for p in pairs:
         p["held_out"] = is_held_out(instances[p["instance"]].key, held)
@@ -196,24 +201,26 @@ def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) ->
     """Preference-text embeddings, cached next to the pairs so a machine without the sentence encoder can train."""
     from safetensors.torch import load_file, save_file
 
-    index = cache_file.with_suffix(".json")
-    if cache_file.exists() and index.exists() and json.loads(index.read_text())["texts"] == texts:
+    from ivfusion.teacher.data import fingerprint
+
+    index, key = cache_file.with_suffix(".json"), fingerprint(texts=texts, kind=kind, dim=dim)
+    if cache_file.exists() and index.exists() and json.loads(index.read_text()).get("key") == key:
         return dict(zip(texts, load_file(str(cache_file))["embeddings"]))
     if not texts:
         return {}
     vectors = embedder(kind, dim)(texts).float().contiguous()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     save_file({"embeddings": vectors}, str(cache_file))
-    index.write_text(json.dumps({"texts": texts}))
+    index.write_text(json.dumps({"key": key}))
     return dict(zip(texts, vectors))
 
 
-def _cached_candidates(cand_file: Path, keys: list[str]) -> np.ndarray | None:
-    """Candidates saved by an earlier (possibly interrupted) run for exactly these instances, else None."""
+def _cached_candidates(cand_file: Path, key: str) -> np.ndarray | None:
+    """Candidates saved by an earlier (possibly interrupted) run with this fingerprint, else None."""
     from safetensors.numpy import load_file as load_np
 
     index = cand_file.with_name("candidates.json")
-    if cand_file.exists() and index.exists() and json.loads(index.read_text())["instances"] == keys:
+    if cand_file.exists() and index.exists() and json.loads(index.read_text()).get("key") == key:
         return load_np(str(cand_file))["candidates"]
     return None
 

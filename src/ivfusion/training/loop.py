@@ -96,13 +96,16 @@ class TrainLoop:
         self.max_minutes = float(tcfg.get("max_minutes", 0)) or None
         self.stop_at = int(tcfg.get("stop_at_step", 0)) or None  # stop early but keep the schedule of train.steps
         self.postfix = postfix
-        self.start = time.monotonic()
         self.bar = tqdm(total=self.steps, initial=self.step, desc=f"train {name}", unit="step", disable=not progress)
         self.log = (self.out / "log.jsonl").open("a")
 
     def run(self, step_fn: StepFn) -> Path:
         """Call ``step_fn(step) -> (loss, parts)`` until ``steps``, the time budget or ``stop_at_step``; backprop
-        ``loss`` and log ``parts`` (a ``"loss"`` entry there replaces the logged loss); returns ``final/``."""
+        ``loss`` and log ``parts`` (a ``"loss"`` entry there replaces the logged loss); returns ``final/``.
+
+        The time budget counts from here: data preparation between construction and ``run`` (IDPO candidates,
+        distillation caches) must not eat into training."""
+        self.start = time.monotonic()
         self.model.train()
         while self.step < self.steps:
             lr = lr_at(self.step, self.steps, self.base_lr, self.warmup)
