@@ -213,6 +213,16 @@ def test_detection_oracle_scores_every_object_of_a_scene_by_class_in_colour():
     assert oracle.prefer(View(None, None, (0, 0, 64, 64)), np.zeros((3, 64, 64), np.uint8), 0) is None  # no objects
 
 
+def test_windows_keep_objects_they_mostly_show():
+    from ivfusion.teacher.data import _window_boxes
+
+    objs = [(10, 10, 30, 40, "person"),  # inside
+            (80, 10, 120, 30, "car"),  # 25 of 40 px wide inside: 62 % shown, kept and clipped
+            (-30, 50, 10, 70, "car"),  # 10 of 40 px inside: dropped
+            (50, 50, 54, 90, "person")]  # 4 px wide: dropped
+    assert _window_boxes(objs, 5, 0, 100, min_side=8) == [((5, 10, 25, 40), "person"), ((75, 10, 100, 30), "car")]
+
+
 def test_scenes_hold_the_objects_and_masks_follow_the_oracle(tmp_path):
     write_tiny_pairs(tmp_path / "data", labels=True)  # one person box per image, centre (26, 20), 15.6 x 16 px
     images, resolved = load_images([{"name": str(tmp_path / "data")}])

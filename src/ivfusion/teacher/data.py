@@ -154,16 +154,14 @@ def find_instances(images: list[Image], resolved: list, patch: int, *, cache_dir
 
 def _window_boxes(boxes: list[tuple[float, float, float, float, str]], x0: int, y0: int, patch: int,
                   min_side: int, min_visible: float = 0.5) -> list[tuple[Box, str]]:
-    """Boxes cut to the window at (x0, y0): kept when at least ``min_visible`` of the box and ``min_side`` px
-    per side remain (a sliver of a person is not a person to the detector)."""
-    out = []
-    for x1, y1, x2, y2, name in boxes:
-        cx1, cy1 = max(x1 - x0, 0.0), max(y1 - y0, 0.0)
-        cx2, cy2 = min(x2 - x0, float(patch)), min(y2 - y0, float(patch))
-        area = max((x2 - x1) * (y2 - y1), 1e-6)
-        if cx2 - cx1 >= min_side and cy2 - cy1 >= min_side and (cx2 - cx1) * (cy2 - cy1) >= min_visible * area:
-            out.append(((int(cx1), int(cy1), int(np.ceil(cx2)), int(np.ceil(cy2))), name))
-    return out
+    """(box in window pixels, class) of the objects that the window at (x0, y0) shows (``cut_to_window``)."""
+    from ivfusion.training.data import cut_to_window
+
+    if not boxes:
+        return []
+    clipped, keep = cut_to_window(np.array([b[:4] for b in boxes]), x0, y0, patch, patch, min_visible, min_side)
+    return [((int(c[0]), int(c[1]), int(np.ceil(c[2])), int(np.ceil(c[3]))), b[4])
+            for b, c, k in zip(boxes, clipped, keep) if k]
 
 
 def _image_objects(img: Image, src, stem: str, pseudo: dict[str, list[list[float]]], min_score: float,

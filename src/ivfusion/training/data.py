@@ -106,6 +106,19 @@ def merge_pseudo_labels(labels: list[list[float]], min_score: float, iou: float 
     return a[np.sort(keep)][:, :5]
 
 
+def cut_to_window(boxes: np.ndarray, x0: float, y0: float, width: float, height: float, min_visible: float,
+                  min_side: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) pixel ``[x1, y1, x2, y2]`` -> (the boxes clipped to the window at (x0, y0) in its coordinates, which
+    to keep): at least ``min_visible`` of the box and ``min_side`` px per side inside. A sliver of a person is not
+    a person to the detector; the student's crops and the teacher's scenes apply the same rule."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4) - np.array([x0, y0, x0, y0], np.float32)
+    clipped = np.clip(b, 0, np.array([width, height, width, height], np.float32))
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    cw, ch = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+    keep = (cw * ch >= min_visible * np.maximum(area, 1e-6)) & (cw >= min_side) & (ch >= min_side)
+    return clipped, keep
+
+
 MAX_TARGETS = 32  # pseudo-labels per crop, padded so batches stack (rows with class -1 are padding)
 
 
@@ -117,11 +130,7 @@ def crop_targets(targets: np.ndarray, x0: int, y0: int, c: int, flip: bool, size
     out = torch.full((MAX_TARGETS, 5), -1.0)
     if len(targets) == 0:
         return out
-    b = targets[:, :4] - np.array([x0, y0, x0, y0], np.float32)
-    clipped = np.clip(b, 0, c)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    cw, ch = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
-    keep = (cw * ch >= min_visible * np.maximum(area, 1e-6)) & (cw >= min_side) & (ch >= min_side)
+    clipped, keep = cut_to_window(targets[:, :4], x0, y0, c, c, min_visible, min_side)
     clipped, cls = clipped[keep][:MAX_TARGETS], targets[keep, 4][:MAX_TARGETS]
     if flip:
         clipped[:, [0, 2]] = c - clipped[:, [2, 0]]
