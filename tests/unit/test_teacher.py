@@ -213,6 +213,24 @@ def test_detection_oracle_scores_every_object_of_a_scene_by_class_in_colour():
     assert oracle.prefer(View(None, None, (0, 0, 64, 64)), np.zeros((3, 64, 64), np.uint8), 0) is None  # no objects
 
 
+def test_per_object_detection_verdict_pastes_the_best_candidate_per_object():
+    from ivfusion.teacher.idpo import winner_image
+
+    people, car = (4, 4, 20, 30), (30, 30, 60, 50)
+    view = View(None, None, (0, 0, 64, 64), (people, car), ("person", "car"))
+    per_candidate = [[] for _ in range(9)]
+    per_candidate[4] = [(people, 0.3, "person"), (car, 0.5, "car")]  # the standard code
+    per_candidate[0] = [(people, 0.8, "person"), (car, 0.1, "car")]  # better for the person only
+    per_candidate[7] = [(people, 0.2, "person"), (car, 0.52, "car")]  # better for the car, but by < min_margin
+    cands = np.stack([np.full((64, 64), 10 * k, np.uint8) for k in range(9)])
+    verdict = DetectionOracle(_SceneDetector(per_candidate), min_margin=0.05, per_object=True).prefer(view, cands, 0)
+    assert verdict == (4, 4, [[4, 4, 20, 30, 0]])
+    img = winner_image(cands, {"winner": 4, "loser": 4, "paste": verdict[2]})
+    assert (img[4:30, 4:20] == 0).all() and img[35, 40] == 40 and (cands[4] == 40).all()  # pasted, not mutated
+    nothing = [[(people, 0.3, "person"), (car, 0.5, "car")] for _ in range(9)]
+    assert DetectionOracle(_SceneDetector(nothing), per_object=True).prefer(view, cands, 0) is None
+
+
 def test_windows_keep_objects_they_mostly_show():
     from ivfusion.teacher.data import _window_boxes
 

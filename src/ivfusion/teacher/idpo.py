@@ -101,6 +101,17 @@ def generate_candidates(model: PALDM, images: list[Image], instances: Sequence[I
     return out
 
 
+def winner_image(candidates: np.ndarray, pair: dict) -> np.ndarray:
+    """(P, P) uint8 winner of ``pair``: a candidate, with the boxes of ``pair["paste"]`` (if any) taken from
+    other candidates -- the per-object detection verdict (``oracles.DetectionOracle(per_object=True)``)."""
+    img = candidates[pair["winner"]]
+    if pair.get("paste"):
+        img = img.copy()
+        for x1, y1, x2, y2, k in pair["paste"]:
+            img[y1:y2, x1:x2] = candidates[k][y1:y2, x1:x2]
+    return img
+
+
 def preference_pairs(oracles: Sequence[Oracle], images: list[Image], instances: Sequence[Instance],
                      candidates: np.ndarray, patch: int, progress: bool = True) -> list[dict]:
     """``[{"instance": n, "oracle": name, "winner": i, "loser": j, "text": preference text}, ...]``."""
@@ -110,5 +121,5 @@ def preference_pairs(oracles: Sequence[Oracle], images: list[Image], instances: 
             verdict = oracle.prefer(instance_view(images, inst, patch), candidates[n], n)
             if verdict is not None:
                 pairs.append({"instance": n, "oracle": oracle.name, "winner": verdict[0], "loser": verdict[1],
-                              "text": oracle.preference_text(n)})
+                              "text": oracle.preference_text(n), **({"paste": verdict[2]} if len(verdict) > 2 else {})})
     return pairs

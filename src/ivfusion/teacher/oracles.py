@@ -7,8 +7,10 @@ PCLDM on that pair:
 * ``detection`` -- the shared YOLO detector (``ivfusion.detection``) on each candidate patch (with the visible
   chroma when the view has it, as the evaluation sees fused frames): per object, the highest confidence of a
   detection overlapping it (IoU >= ``iou``, same class when the view names classes), 0 when it is missed, so
-  recall and confidence both count; the score is the mean over the instance's objects. Text: the
-  ``detection`` preset description.
+  recall and confidence both count; the score is the mean over the instance's objects. With ``per_object``
+  the verdict is made per object instead: the winner is the standard candidate with each object taken from
+  the candidate the detector scores best there, the loser the standard candidate. Text: the ``detection``
+  preset description.
 * ``visual`` -- fusion-quality metrics inside the instance region (plus a margin): by default VIF, Qabf, SD,
   SF (``ivfusion.metrics.fusion``), each ranked across candidates, ranks averaged. Text: the ``visual`` preset.
 * ``text`` -- a free-text prompt mapped to the property it asks for: the cosine similarity of its sentence
@@ -32,7 +34,7 @@ from ivfusion.errors import ConfigError
 from ivfusion.fusion.preference import PRESETS
 from ivfusion.metrics.detection import box_iou
 from ivfusion.teacher.data import Box, View
-from ivfusion.teacher.properties import ALL_CODES
+from ivfusion.teacher.properties import ALL_CODES, STANDARD
 Embed = Callable[[list[str]], torch.Tensor]  # texts -> (N, D) unit vectors
 VISUAL_METRICS = ("VIF", "Qabf", "SD", "SF")
 VIF_MIN_SIDE = 48  # VIF filters 'valid' and halves 3 times: 48 px still leaves its 4th scale a 3x3 window
@@ -41,7 +43,9 @@ VIF_MIN_SIDE = 48  # VIF filters 'valid' and halves 3 times: 48 px still leaves 
 class Oracle(Protocol):
     name: str
 
-    def prefer(self, view: View, candidates: np.ndarray, index: int) -> tuple[int, int] | None: ...
+    def prefer(self, view: View, candidates: np.ndarray, index: int) -> tuple[int, int] | tuple[int, int, list] | None:
+        """(winner, loser) candidate indices, or (winner, loser, paste): the winner with the boxes of ``paste``
+        ``[[x1, y1, x2, y2, k], ...]`` taken from candidate k (``idpo.winner_image``); None = abstain."""
 
     def preference_text(self, index: int) -> str: ...
 
@@ -55,18 +59,17 @@ def _pick(scores: np.ndarray, min_margin: float) -> tuple[int, int] | None:
 class DetectionOracle:
     name = "detection"
 
-    def __init__(self, detector=None, *, iou: float = 0.3, min_margin: float = 0.05) -> None:
+    def __init__(self, detector=None, *, iou: float = 0.3, min_margin: float = 0.05, per_object: bool = False) -> None:
         if detector is None:
             from ivfusion.detection import Detector, DetectorConfig
             from ivfusion.training.data import BOX_CLASSES
 
             detector = Detector(DetectorConfig(conf=0.05, iou=0.5, classes=BOX_CLASSES, imgsz=256))
-        self.detector, self.iou, self.min_margin = detector, iou, min_margin
+        self.detector, self.iou, self.min_margin, self.per_object = detector, iou, min_margin, per_object
 
-    def scores(self, candidates: np.ndarray, view: View) -> np.ndarray:
-        """(K,) mean over the view's objects of the best matching detection's confidence in each candidate."""
-        objects = view.objects
-        out = []
+    def object_scores(self, candidates: np.ndarray, view: View) -> np.ndarray:
+        """(K, J): per candidate and object, the best matching detection's confidence (0 = missed)."""
+        objects, out = view.objects, []
         for cand in candidates:
             if view.crcb is None:
                 bgr = cv2.cvtColor(cand, cv2.COLOR_GRAY2BGR)
@@ -74,18 +77,30 @@ class DetectionOracle:
                 bgr = cv2.cvtColor(np.dstack([cand, view.crcb]), cv2.COLOR_YCrCb2BGR)
             dets = self.detector.detect(bgr)
             ious = box_iou([[d.x1, d.y1, d.x2, d.y2] for d in dets], list(objects))
-            per_object = []
+            row = []
             for j in range(len(objects)):
                 name = view.classes[j] if view.classes else None
-                per_object.append(max([d.score for d, iou in zip(dets, ious[:, j])
-                                       if iou >= self.iou and (name is None or d.class_name == name)], default=0.0))
-            out.append(float(np.mean(per_object)))
-        return np.asarray(out, np.float64)
+                row.append(max([d.score for d, iou in zip(dets, ious[:, j])
+                                if iou >= self.iou and (name is None or d.class_name == name)], default=0.0))
+            out.append(row)
+        return np.asarray(out, np.float64).reshape(len(candidates), len(objects))
+
+    def scores(self, candidates: np.ndarray, view: View) -> np.ndarray:
+        """(K,) mean over the view's objects of :meth:`object_scores`."""
+        return self.object_scores(candidates, view).mean(axis=1)
 
     def prefer(self, view, candidates, index):
         if not view.objects:
             return None  # a scene without objects: nothing for the detector to find
-        return _pick(self.scores(candidates, view), self.min_margin)
+        if not self.per_object:
+            return _pick(self.scores(candidates, view), self.min_margin)
+        # Per object: the standard candidate with each object replaced by the candidate the detector likes best
+        # there (when it beats the standard one by min_margin) wins over the standard candidate. Which rendering
+        # helps differs per object (a pedestrian at night vs a car by day); one global code cannot say that.
+        table, base = self.object_scores(candidates, view), STANDARD.index
+        paste = [[*box, int(table[:, j].argmax())] for j, box in enumerate(view.objects)
+                 if table[:, j].max() - table[base, j] >= self.min_margin]
+        return (base, base, paste) if paste else None
 
     def preference_text(self, index: int) -> str:
         return PRESETS["detection"]

@@ -229,6 +229,7 @@ def _pair_batch(prefs: dict[str, Any], rows: list[dict], embeddings: dict[str, t
                 device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Stack the patches, candidate images, masks and preference embeddings of preference ``rows``."""
     from ivfusion.teacher.data import instance_mask, instance_patch, to_tensor
+    from ivfusion.teacher.idpo import winner_image
 
     patch, out = prefs["patch"], {k: [] for k in ("thermal", "vis_y", "winner", "loser", "mask", "preference")}
     for p in rows:
@@ -237,7 +238,7 @@ def _pair_batch(prefs: dict[str, Any], rows: list[dict], embeddings: dict[str, t
         cands = prefs["candidates"][p["instance"]]
         out["thermal"].append(to_tensor(t))
         out["vis_y"].append(to_tensor(y))
-        out["winner"].append(to_tensor(cands[p["winner"]]))
+        out["winner"].append(to_tensor(winner_image(cands, p)))
         out["loser"].append(to_tensor(cands[p["loser"]]))
         out["mask"].append(torch.from_numpy(instance_mask(inst, patch, p["oracle"])).unsqueeze(0))
         out["preference"].append(embeddings[p["text"]])
