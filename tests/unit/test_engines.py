@@ -255,7 +255,8 @@ def test_ort_tensorrt_engine_cache_is_on_by_default(monkeypatch, tmp_path):
     opts = trt_provider_options("fp16")
     assert opts["trt_engine_cache_enable"] is True and opts["trt_fp16_enable"] is True
     assert opts["trt_engine_cache_path"] == str(tmp_path / "e" / "ort_trt")
-    assert trt_provider_options("fp32", tmp_path / "mine")["trt_engine_cache_path"] == str(tmp_path / "mine" / "ort_trt")
+    mine = trt_provider_options("fp32", tmp_path / "mine")
+    assert mine["trt_engine_cache_path"] == str(tmp_path / "mine" / "ort_trt")
     assert trt_provider_options("fp32")["trt_fp16_enable"] is False
 
 

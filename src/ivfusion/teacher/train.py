@@ -145,9 +145,9 @@ def build_oracles(ocfg: dict[str, Any], embed) -> list:
 
 def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True) -> dict[str, Any]:
     """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
-    from safetensors.numpy import save_file as save_np
-
     from dataclasses import astuple
+
+    from safetensors.numpy import save_file as save_np
 
     from ivfusion.teacher.data import find_instances, find_scenes, fingerprint, is_held_out, load_images
     from ivfusion.teacher.idpo import generate_candidates, preference_pairs
