@@ -1,0 +1,126 @@
+"""How much MSRS mAP could the teacher's property codes give at all? A ceiling, not a method.
+
+    .venv/bin/python bench/teacher_object_ceiling.py [--model outputs/train/paldm/final] [--steps 5] [--threads 2]
+
+For each MSRS frame the PALDM samples all 9 property codes (full frame, shared noise: the standard code's sample
+is the `PALDM/standard` row of docs/teacher.md). The evaluation detector then runs on each code's frame (visible
+chroma kept). Two composites **use the ground-truth labels** and so only bound what IDPO could learn:
+
+* per image: the code whose frame gives the highest mean confidence over the image's labelled objects;
+* per object: the standard frame with each labelled box taken from the code the detector scores best there.
+
+Both are scored by the usual evaluator (fused and union labels). If even the per-object ceiling is near the
+standard code, no preference over these candidates can raise MSRS mAP (docs/teacher.md, "IDPO v3").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ivfusion.data.pairs import PairSample
+from ivfusion.detection import Detector
+from ivfusion.evaluation.datasets import open_dataset
+from ivfusion.evaluation.runner import MAP_DETECTOR, evaluate
+from ivfusion.metrics.detection import box_iou
+from ivfusion.teacher.evaluate import sample_codes
+from ivfusion.teacher.paldm import PALDM
+from ivfusion.teacher.properties import STANDARD
+
+MIN_GAIN = 0.05  # an object is taken from another code only when that beats the standard code by this much
+
+
+class _Codes:
+    """The 9 code frames of a pair and the detector's per-object confidence in each, computed once per stem."""
+
+    def __init__(self, model: PALDM, folder, steps: int) -> None:
+        self.model, self.folder, self.steps = model, folder, steps
+        self.detector = Detector(MAP_DETECTOR)
+        self._stem, self._value = None, None
+
+    def __call__(self, sample: PairSample) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
+        if self._stem != sample.stem:
+            ycrcb = cv2.cvtColor(sample.bgr, cv2.COLOR_BGR2YCrCb)
+            ys = sample_codes(self.model, sample.thermal, ycrcb[..., 0], steps=self.steps, seed=0)
+            boxes = self.folder.labels(sample.stem, "fused") or []
+            table = np.zeros((len(ys), len(boxes)))
+            for k, y in enumerate(ys):
+                dets = self.detector.detect(cv2.cvtColor(np.dstack([y, ycrcb[..., 1:]]), cv2.COLOR_YCrCb2BGR))
+                ious = box_iou([[d.x1, d.y1, d.x2, d.y2] for d in dets], [[g.x1, g.y1, g.x2, g.y2] for g in boxes])
+                for j, g in enumerate(boxes):
+                    table[k, j] = max([d.score for d, iou in zip(dets, ious[:, j])
+                                       if iou >= 0.5 and d.class_name == g.class_name], default=0.0)
+            self._stem, self._value = sample.stem, (ys, ycrcb, boxes, table)
+        return self._value
+
+
+class _Ceiling:
+    kind = "ours"
+
+    def __init__(self, codes: _Codes, per_object: bool) -> None:
+        self.codes, self.per_object = codes, per_object
+        self.name = "ceiling/per-object" if per_object else "ceiling/per-image"
+        self.picked: list[int] = []
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        ys, ycrcb, boxes, table = self.codes(sample)
+        base = STANDARD.index
+        if not self.per_object:
+            k = int(table.mean(axis=1).argmax()) if boxes else base
+            self.picked.append(k)
+            y = ys[k]
+        else:
+            y = ys[base].copy()
+            h, w = y.shape
+            for j, g in enumerate(boxes):
+                k = int(table[:, j].argmax())
+                if table[k, j] - table[base, j] >= MIN_GAIN:
+                    x1, y1 = max(0, int(g.x1)), max(0, int(g.y1))
+                    x2, y2 = min(w, int(np.ceil(g.x2))), min(h, int(np.ceil(g.y2)))
+                    y[y1:y2, x1:x2] = ys[k][y1:y2, x1:x2]
+                    self.picked.append(k)
+        out = ycrcb.copy()
+        out[..., 0] = y
+        return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)
+
+
+class _Standard(_Ceiling):
+    def __init__(self, codes: _Codes) -> None:
+        self.codes, self.name = codes, "PALDM/standard"
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        ys, ycrcb, _, _ = self.codes(sample)
+        out = ycrcb.copy()
+        out[..., 0] = ys[STANDARD.index]
+        return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="outputs/train/paldm/final")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--out", type=Path, default=Path("outputs/teacher/object_ceiling.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    ds = open_dataset("msrs", split="all", limit=args.limit)
+    codes = _Codes(PALDM.from_pretrained(args.model), ds.folder, args.steps)
+    methods = [_Standard(codes), _Ceiling(codes, per_object=False), _Ceiling(codes, per_object=True)]
+    res = evaluate(ds, methods, metrics=False, detection=True)
+    out = {m.name: {k: {"mAP50": float(v.map50), "mAP50_95": float(v.map50_95)} for k, v in m.detection_scores.items()}
+           for m in res.methods}
+    out["codes_picked"] = {m.name: np.bincount(m.picked, minlength=9).tolist() for m in methods[1:]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
