@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -22,12 +21,7 @@ from ivfusion.fusion.preference import parse_preference
 from ivfusion.fusion.student import DEFAULT_MODEL_DIR, ONNX_NAME, StudentFusion
 from ivfusion.models.macs import count_macs
 from ivfusion.models.student import StudentFusionNet
-from ivfusion.runtime.stats import time_calls_ms
-
-
-def _median_ms(fn, runs: int, warmup: int = 5) -> tuple[float, float]:
-    times = sorted(time_calls_ms(fn, runs, warmup))
-    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+from ivfusion.runtime.stats import median_p95_ms
 
 
 def main() -> None:
@@ -62,8 +56,8 @@ def main() -> None:
     tn, vn, en = t.numpy(), v.numpy(), e.numpy()
     rows = {}
     with torch.inference_mode():
-        rows["PyTorch net"] = _median_ms(lambda: model(t, v, e), args.runs)
-    rows["ONNX Runtime net"] = _median_ms(lambda: ort.run(tn, vn, en), args.runs)
+        rows["PyTorch net"] = median_p95_ms(lambda: model(t, v, e), args.runs)
+    rows["ONNX Runtime net"] = median_p95_ms(lambda: ort.run(tn, vn, en), args.runs)
     thermal = rng.integers(0, 256, (h, w), dtype=np.uint8)
     visible = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     pref = parse_preference("balanced")
@@ -71,11 +65,11 @@ def main() -> None:
         if runtime == "onnxruntime" and not (args.model_dir / ONNX_NAME).exists():
             continue
         backend = StudentFusion(args.model_dir, runtime=runtime, threads=args.threads)
-        rows[label] = _median_ms(lambda: backend.fuse(thermal, visible, pref), args.runs)
+        rows[label] = median_p95_ms(lambda: backend.fuse(thermal, visible, pref), args.runs)
     from ivfusion.fusion.classical import LaplacianPyramidFusion
 
     classical = LaplacianPyramidFusion()
-    rows["classical fuse() (reference)"] = _median_ms(lambda: classical.fuse(thermal, visible, pref), args.runs)
+    rows["classical fuse() (reference)"] = median_p95_ms(lambda: classical.fuse(thermal, visible, pref), args.runs)
     print(f"\nstudent {args.model_dir} at {w}x{h}, {args.threads} threads, {args.runs} runs; "
           f"{macs / 1e9:.3f} GMAC (hooks over Conv2d/Linear), thop: {thop_macs / 1e9:.3f} GMAC, "
           f"{sum(p.numel() for p in model.parameters()) / 1e3:.1f} k parameters\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from ivfusion.engines.select import RuntimeOptions
 from ivfusion.fusion.preference import parse_preference
 from ivfusion.fusion.student import DEFAULT_MODEL_DIR, StudentFusion
-from ivfusion.runtime.stats import time_calls_ms
+from ivfusion.runtime.stats import median_p95_ms
 
 
 def main() -> int:
@@ -41,9 +40,8 @@ def main() -> int:
         for graphs in (False, True):
             fusion = StudentFusion(args.model_dir, options=RuntimeOptions(runtime="torch", precision=precision,
                                                                            cuda_graphs=graphs))
-            times = sorted(time_calls_ms(lambda: fusion.fuse(thermal, bgr, pref), args.runs, 20))
-            name = f"torch cuda {precision}{' + CUDA graphs' if graphs else ''}"
-            rows[name] = {"median_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}
+            median, p95 = median_p95_ms(lambda: fusion.fuse(thermal, bgr, pref), args.runs, 20)
+            rows[f"torch cuda {precision}{' + CUDA graphs' if graphs else ''}"] = {"median_ms": median, "p95_ms": p95}
     print(f"| path ({torch.cuda.get_device_name()}, {args.size}, {args.runs} runs) | median ms | p95 ms |")
     print("|---|---|---|")
     for name, r in rows.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from tqdm import trange
+from tqdm import tqdm
 
 from ivfusion.evaluation.datasets import open_dataset
 from ivfusion.evaluation.methods import parse_method
@@ -40,15 +40,16 @@ def main() -> None:
     for labels in args.labels.split(","):
         gt = {s: ds.folder.labels(s, labels) or [] for s in stems}
 
-        def map50(p: dict, idx: np.ndarray) -> float:
-            # resampled images get unique keys so a twice-drawn image counts twice
+        def map50s(idx: np.ndarray) -> list[float]:
+            """mAP@0.5 of every method on the images ``idx``; resampled images get unique keys so a twice-drawn
+            image counts twice, and the keys and ground truth are built once per draw for all methods."""
             keys = [f"{stems[i]}#{k}" for k, i in enumerate(idx)]
-            return evaluate_detections({key: p[stems[i]] for key, i in zip(keys, idx)},
-                                       {key: gt[stems[i]] for key, i in zip(keys, idx)}, EVAL_CLASSES).map50
+            truth = {key: gt[stems[i]] for key, i in zip(keys, idx)}
+            return [evaluate_detections({key: p[stems[i]] for key, i in zip(keys, idx)}, truth, EVAL_CLASSES).map50
+                    for p in preds]
 
-        full = np.arange(len(stems))
-        observed = [map50(p, full) for p in preds]
-        boot = np.array([[map50(p, idx) for p in preds] for idx in (draws[i] for i in trange(args.n, desc=labels))])
+        observed = map50s(np.arange(len(stems)))
+        boot = np.array([map50s(idx) for idx in tqdm(draws, desc=labels)])
         for j, b in enumerate(args.b, start=1):
             d = boot[:, 0] - boot[:, j]
             lo, hi = np.percentile(d, [5, 95])

@@ -27,8 +27,10 @@ from ivfusion.data.pairs import PairSample
 from ivfusion.detection import Detector
 from ivfusion.evaluation.datasets import open_dataset
 from ivfusion.evaluation.runner import MAP_DETECTOR, evaluate
-from ivfusion.metrics.detection import box_iou
+from ivfusion.teacher.data import View
 from ivfusion.teacher.evaluate import sample_codes
+from ivfusion.teacher.idpo import winner_image
+from ivfusion.teacher.oracles import DetectionOracle
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
 
@@ -36,11 +38,12 @@ MIN_GAIN = 0.05  # an object is taken from another code only when that beats the
 
 
 class _Codes:
-    """The 9 code frames of a pair and the detector's per-object confidence in each, computed once per stem."""
+    """The 9 code frames of a pair and the detector's per-object confidence in each (the detection oracle's own
+    ``object_scores``, with the evaluation detector), computed once per stem."""
 
     def __init__(self, model: PALDM, folder, steps: int) -> None:
         self.model, self.folder, self.steps = model, folder, steps
-        self.detector = Detector(MAP_DETECTOR)
+        self.oracle = DetectionOracle(Detector(MAP_DETECTOR), iou=0.5)
         self._stem, self._value = None, None
 
     def __call__(self, sample: PairSample) -> tuple[np.ndarray, np.ndarray, list, np.ndarray]:
@@ -48,55 +51,40 @@ class _Codes:
             ycrcb = cv2.cvtColor(sample.bgr, cv2.COLOR_BGR2YCrCb)
             ys = sample_codes(self.model, sample.thermal, ycrcb[..., 0], steps=self.steps, seed=0)
             boxes = self.folder.labels(sample.stem, "fused") or []
-            table = np.zeros((len(ys), len(boxes)))
-            for k, y in enumerate(ys):
-                dets = self.detector.detect(cv2.cvtColor(np.dstack([y, ycrcb[..., 1:]]), cv2.COLOR_YCrCb2BGR))
-                ious = box_iou([[d.x1, d.y1, d.x2, d.y2] for d in dets], [[g.x1, g.y1, g.x2, g.y2] for g in boxes])
-                for j, g in enumerate(boxes):
-                    table[k, j] = max([d.score for d, iou in zip(dets, ious[:, j])
-                                       if iou >= 0.5 and d.class_name == g.class_name], default=0.0)
-            self._stem, self._value = sample.stem, (ys, ycrcb, boxes, table)
+            h, w = ys.shape[1:]
+            view = View(None, None, (0, 0, w, h), tuple((g.x1, g.y1, g.x2, g.y2) for g in boxes),
+                        tuple(g.class_name for g in boxes), ycrcb[..., 1:])
+            self._stem, self._value = sample.stem, (ys, ycrcb, boxes, self.oracle.object_scores(ys, view))
         return self._value
 
 
-class _Ceiling:
+class _Choice:
+    """An ``ivfusion eval`` method: the standard code, or the best code per image / per labelled object."""
+
     kind = "ours"
 
-    def __init__(self, codes: _Codes, per_object: bool) -> None:
-        self.codes, self.per_object = codes, per_object
-        self.name = "ceiling/per-object" if per_object else "ceiling/per-image"
-        self.picked: list[int] = []
+    def __init__(self, codes: _Codes, mode: str) -> None:
+        self.codes, self.mode, self.picked = codes, mode, []
+        self.name = {"standard": "PALDM/standard", "image": "ceiling/per-image", "object": "ceiling/per-object"}[mode]
 
     def fuse(self, sample: PairSample) -> np.ndarray:
         ys, ycrcb, boxes, table = self.codes(sample)
         base = STANDARD.index
-        if not self.per_object:
+        if self.mode == "standard":
+            y = ys[base]
+        elif self.mode == "image":
             k = int(table.mean(axis=1).argmax()) if boxes else base
             self.picked.append(k)
             y = ys[k]
         else:
-            y = ys[base].copy()
-            h, w = y.shape
-            for j, g in enumerate(boxes):
-                k = int(table[:, j].argmax())
-                if table[k, j] - table[base, j] >= MIN_GAIN:
-                    x1, y1 = max(0, int(g.x1)), max(0, int(g.y1))
-                    x2, y2 = min(w, int(np.ceil(g.x2))), min(h, int(np.ceil(g.y2)))
-                    y[y1:y2, x1:x2] = ys[k][y1:y2, x1:x2]
-                    self.picked.append(k)
+            h, w = ys.shape[1:]
+            paste = [[max(0, int(g.x1)), max(0, int(g.y1)), min(w, int(np.ceil(g.x2))), min(h, int(np.ceil(g.y2))),
+                      int(table[:, j].argmax())] for j, g in enumerate(boxes)
+                     if table[:, j].max() - table[base, j] >= MIN_GAIN]
+            self.picked += [k for *_, k in paste]
+            y = winner_image(ys, {"winner": base, "paste": paste})
         out = ycrcb.copy()
         out[..., 0] = y
-        return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)
-
-
-class _Standard(_Ceiling):
-    def __init__(self, codes: _Codes) -> None:
-        self.codes, self.name = codes, "PALDM/standard"
-
-    def fuse(self, sample: PairSample) -> np.ndarray:
-        ys, ycrcb, _, _ = self.codes(sample)
-        out = ycrcb.copy()
-        out[..., 0] = ys[STANDARD.index]
         return cv2.cvtColor(out, cv2.COLOR_YCrCb2BGR)
 
 
@@ -111,7 +99,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     ds = open_dataset("msrs", split="all", limit=args.limit)
     codes = _Codes(PALDM.from_pretrained(args.model), ds.folder, args.steps)
-    methods = [_Standard(codes), _Ceiling(codes, per_object=False), _Ceiling(codes, per_object=True)]
+    methods = [_Choice(codes, mode) for mode in ("standard", "image", "object")]
     res = evaluate(ds, methods, metrics=False, detection=True)
     out = {m.name: {k: {"mAP50": float(v.map50), "mAP50_95": float(v.map50_95)} for k, v in m.detection_scores.items()}
            for m in res.methods}

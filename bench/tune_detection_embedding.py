@@ -17,7 +17,6 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from ivfusion.detection import Detector, DetectorConfig
 from ivfusion.fusion.student import StudentFusion
 from ivfusion.metrics.detection import Prediction, evaluate_detections
-from ivfusion.training.data import BOX_CLASSES, SourceSpec, detector_boxes, resolve_source
+from ivfusion.training.data import BOX_CLASSES, SourceSpec, _resize_max, detector_boxes, resolve_source
 
 SOURCES = (SourceSpec("roadscene", "train"), SourceSpec("llvip"), SourceSpec("m3fd"))
 
@@ -45,11 +44,8 @@ def main() -> None:
     for src in sources:
         for stem in src.stems:
             s = src.folder.load(stem)
-            h, w = s.thermal.shape
-            k = min(1.0, args.max_side / max(h, w))
-            size = (round(w * k), round(h * k))
-            t = cv2.resize(s.thermal, size, interpolation=cv2.INTER_AREA)
-            bgr = cv2.resize(s.bgr, size, interpolation=cv2.INTER_AREA)
+            t, bgr = _resize_max(s.thermal, args.max_side), _resize_max(s.bgr, args.max_side)
+            size = (t.shape[1], t.shape[0])
             gt = [Prediction("object", x1 * size[0], y1 * size[1], x2 * size[0], y2 * size[1], 1.0)
                   for x1, y1, x2, y2 in boxes.get(f"{src.label}/{stem}", [])]
             pairs.append((f"{src.label}/{stem}", t, bgr, gt))

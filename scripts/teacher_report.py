@@ -105,27 +105,29 @@ def cmd_compare(args) -> None:
     if "text" in oc:
         t = TextOracle(oc["text"]["prompts"], embed)
         text_codes = {p: t.code_for(i)[0] for i, p in enumerate(t.prompts)}
+    samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     res = compare_on_instances(paldm, pcldm, prefs, rows, embeddings, steps=args.steps, oracles=oracles,
-                               prior=_prior(cfg["init_from"]), text_codes=text_codes)
+                               prior=_prior(cfg["init_from"]), text_codes=text_codes, samples=samples)
     res["text_prompt_codes"] = dict(text_codes)
-    _before_after_grid(paldm, pcldm, prefs, rows, embeddings, args.steps, Path(args.out) / "idpo_before_after.png")
+    _before_after_grid(prefs, rows, samples, Path(args.out) / "idpo_before_after.png")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "idpo_compare.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
 
 
-def _before_after_grid(paldm, pcldm, prefs, rows, embeddings, steps: int, path: Path, per_oracle: int = 3) -> None:
-    """Held-out instances: IR | VI | PALDM (standard code) | PCLDM (standard code + preference), box drawn."""
+def _before_after_grid(prefs, rows, samples, path: Path, per_oracle: int = 3) -> None:
+    """Held-out instances: IR | VI | PALDM (standard code) | PCLDM (standard code + preference), box drawn;
+    ``samples`` are compare_on_instances' (before, after) images per index into ``rows``."""
     from ivfusion.teacher.data import instance_patch
-    from ivfusion.teacher.evaluate import _label, before_after
+    from ivfusion.teacher.evaluate import _label
 
     lines = []
     for oracle in sorted({r["oracle"] for r in rows}):
-        for r in [r for r in rows if r["oracle"] == oracle][:per_oracle]:
-            inst = prefs["instances"][r["instance"]]
+        for i in [i for i, r in enumerate(rows) if r["oracle"] == oracle][:per_oracle]:
+            inst = prefs["instances"][rows[i]["instance"]]
             t, y = instance_patch(prefs["images"], inst, prefs["patch"])
-            before, after = before_after(paldm, pcldm, t, y, embeddings[r["text"]], steps=steps, seed=r["instance"])
+            before, after = samples[i]
             tiles = []
             for img, label in ((t, f"IR ({oracle})"), (y, "VI"), (before, "PALDM"), (after, "PCLDM")):
                 tile = _label(img, label)

@@ -59,6 +59,14 @@ def time_calls_ms(fn: Callable[[], object], runs: int, warmup: int = 1) -> list[
     return times
 
 
+def median_p95_ms(fn: Callable[[], object], runs: int, warmup: int = 5) -> tuple[float, float]:
+    """(median, p95) of :func:`time_calls_ms` (benchmarks; p95 = the sample at rank 0.95 (n - 1))."""
+    import statistics
+
+    times = sorted(time_calls_ms(fn, runs, warmup))
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
 class LatencyWindow:
     """The last ``size`` samples (milliseconds) of one stage, summarised as percentiles."""
 

@@ -123,28 +123,42 @@ class RandomPatches(Dataset):
         return {"thermal": to_tensor(t), "vis_y": to_tensor(y)}
 
 
+def _by_key(resolved: list) -> tuple[dict[str, tuple], list]:
+    """``{"<dataset>/<stem>": (source, stem)}`` and the sources without labels (their objects are pseudo-labels)."""
+    by_key = {f"{src.label}/{stem}": (src, stem) for src in resolved for stem in src.stems}
+    return by_key, [src for src in resolved if not src.folder.has_labels("union")]
+
+
+def _label_boxes(img: Image, src, stem: str) -> list[tuple[float, float, float, float, str]]:
+    """The dataset's union labels as (x1, y1, x2, y2, class name) in resized-image pixels."""
+    s = img.scale
+    return [(g.x1 * s, g.y1 * s, g.x2 * s, g.y2 * s, g.class_name) for g in src.folder.labels(stem, "union") or []]
+
+
+def _window_origin(cx: float, cy: float, w: int, h: int, patch: int) -> tuple[int, int]:
+    """Top-left of a ``patch`` window centred on (cx, cy), shifted to stay inside a w x h image."""
+    return (int(np.clip(round(cx - patch / 2), 0, max(0, w - patch))),
+            int(np.clip(round(cy - patch / 2), 0, max(0, h - patch))))
+
+
 def find_instances(images: list[Image], resolved: list, patch: int, *, cache_dir: Path, min_side: int = 8,
                    max_per_image: int = 4) -> list[Instance]:
     """Object instances (see the module docstring), at most ``max_per_image`` largest per image."""
-    by_key = {f"{src.label}/{stem}": (src, stem) for src in resolved for stem in src.stems}
-    unlabelled = [src for src in resolved if not src.folder.has_labels("union")]
+    by_key, unlabelled = _by_key(resolved)
     det = detector_boxes(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
     out: list[Instance] = []
     for i, img in enumerate(images):
         src, stem = by_key[img.key]
         h, w = img.thermal.shape
         if src.folder.has_labels("union"):
-            boxes = [(g.x1 * img.scale, g.y1 * img.scale, g.x2 * img.scale, g.y2 * img.scale)
-                     for g in (src.folder.labels(stem, "union") or [])]
+            boxes = [b[:4] for b in _label_boxes(img, src, stem)]
         else:
             boxes = [(x1 * w, y1 * h, x2 * w, y2 * h) for x1, y1, x2, y2 in det.get(img.key, [])]
         sides = [(b[2] - b[0], b[3] - b[1]) for b in boxes]
         boxes = [b for b, s in zip(boxes, sides) if min(s) >= min_side and max(s) <= patch]
         boxes.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
         for j, (x1, y1, x2, y2) in enumerate(boxes[:max_per_image]):
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            x0 = int(np.clip(round(cx - patch / 2), 0, max(0, w - patch)))
-            y0 = int(np.clip(round(cy - patch / 2), 0, max(0, h - patch)))
+            x0, y0 = _window_origin((x1 + x2) / 2, (y1 + y2) / 2, w, h, patch)
             box = (int(max(0, x1 - x0)), int(max(0, y1 - y0)),
                    int(min(patch, np.ceil(x2 - x0))), int(min(patch, np.ceil(y2 - y0))))
             if box[2] - box[0] >= min_side and box[3] - box[1] >= min_side:
@@ -171,8 +185,7 @@ def _image_objects(img: Image, src, stem: str, pseudo: dict[str, list[list[float
     from ivfusion.training.data import merge_pseudo_labels
 
     if src.folder.has_labels("union"):
-        s = img.scale
-        return [(g.x1 * s, g.y1 * s, g.x2 * s, g.y2 * s, g.class_name) for g in src.folder.labels(stem, "union") or []]
+        return _label_boxes(img, src, stem)
     h, w = img.thermal.shape
     merged = merge_pseudo_labels(pseudo.get(img.key, []), min_score)
     return [(x1 * w, y1 * h, x2 * w, y2 * h, names.get(int(c), str(int(c)))) for x1, y1, x2, y2, c in merged]
@@ -185,8 +198,7 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
     text oracles judge it, the detection oracle abstains)."""
     from ivfusion.training.data import detector_labels
 
-    by_key = {f"{src.label}/{stem}": (src, stem) for src in resolved for stem in src.stems}
-    unlabelled = [src for src in resolved if not src.folder.has_labels("union")]
+    by_key, unlabelled = _by_key(resolved)
     pseudo = detector_labels(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
     names = _coco_names() if unlabelled else {}
     out: list[Instance] = []
@@ -197,8 +209,7 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
         centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in objs] + [(w / 2, h / 2)]
         best = None
         for cx, cy in centres:
-            x0 = int(np.clip(round(cx - patch / 2), 0, max(0, w - patch)))
-            y0 = int(np.clip(round(cy - patch / 2), 0, max(0, h - patch)))
+            x0, y0 = _window_origin(cx, cy, w, h, patch)
             kept = _window_boxes(objs, x0, y0, patch, min_side)
             score = (len(kept), sum((b[2] - b[0]) * (b[3] - b[1]) for b, _ in kept))
             if best is None or score > best[0]:
@@ -251,9 +262,11 @@ def fingerprint(*model_dirs: Path, **settings) -> str:
     and tensors by their bytes). The teacher's caches (candidates, verdicts, text embeddings, distillation targets)
     store it and are rebuilt when it differs: matching only instance names or preset counts once reused
     outputs of another model or config."""
+    from ivfusion.models.pretrained import CONFIG_NAME, WEIGHTS_NAME
+
     h = hashlib.sha256()
     for d in model_dirs:
-        for name in ("model.safetensors", "config.json", "scheduler_config.json"):
+        for name in (WEIGHTS_NAME, CONFIG_NAME, "scheduler_config.json"):
             if (Path(d) / name).exists():
                 h.update(name.encode() + (Path(d) / name).read_bytes())
 
@@ -266,6 +279,27 @@ def fingerprint(*model_dirs: Path, **settings) -> str:
 
     h.update(json.dumps(settings, sort_keys=True, default=jsonable).encode())
     return h.hexdigest()
+
+
+def load_keyed(file: Path, key: str) -> dict[str, torch.Tensor] | None:
+    """The tensors of a cache written by :func:`save_keyed` with this :func:`fingerprint`, else None."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not file.exists():
+        return None
+    with safe_open(str(file), "pt") as f:
+        if (f.metadata() or {}).get("key") != key:
+            return None
+    return load_file(str(file))
+
+
+def save_keyed(tensors: dict[str, torch.Tensor], file: Path, key: str, **metadata: str) -> None:
+    """A safetensors cache with its fingerprint in the file's own metadata (no side file to get out of step)."""
+    from safetensors.torch import save_file
+
+    file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(file), metadata={"key": key, **metadata})
 
 
 def is_held_out(key: str, fraction: float) -> bool:

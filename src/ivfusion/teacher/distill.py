@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
-from ivfusion.teacher.data import Image, fingerprint, to_tensor
+from ivfusion.teacher.data import Image, fingerprint, load_keyed, save_keyed, to_tensor
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
 
@@ -45,18 +45,15 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
                           progress: bool = True, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Outputs per preset on fixed crops of the teacher saved at ``teacher_dir``; written to (and reused from)
     ``out_file`` (safetensors). The teacher is only loaded when the cache has to be made."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
 
     names = sorted(embeddings)
     key = fingerprint(Path(teacher_dir), presets=names, embeddings=[embeddings[n].float() for n in names],
                       patch=patch, crops_per_image=crops_per_image, steps=steps, seed=seed,
                       images=[(img.key, img.thermal.shape) for img in images])
+    cached = load_keyed(out_file, key)
+    if cached is not None:
+        return cached
     if out_file.exists():
-        with safe_open(str(out_file), "pt") as f:
-            stale = (f.metadata() or {}).get("key") != key
-        if not stale:
-            return load_file(str(out_file))
         log.info("distillation: %s was made with other settings or another teacher; rebuilding it", out_file)
     teacher = PALDM.from_pretrained(teacher_dir).to(device)
     rng = np.random.default_rng(seed)
@@ -80,8 +77,7 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
     if not th:
         raise ConfigError(f"distillation: no image is at least {patch} px on each side")
     cache = {"thermal": torch.stack(th), "rgb": torch.stack(rgb), "teacher": torch.stack(ys)}
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    save_file(cache, str(out_file), metadata={"presets": ",".join(names), "key": key})
+    save_keyed(cache, out_file, key, presets=",".join(names))
     return cache
 
 
@@ -95,7 +91,6 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
 
     tcfg, dcfg, lcfg = cfg["train"], cfg["data"], cfg.get("loss") or {}
     seed = int(tcfg.get("seed", 0))
-    torch.set_num_threads(int(tcfg.get("threads", torch.get_num_threads())))
     student = StudentFusionNet.from_pretrained(cfg["student_init"])
     names = sorted(cfg["presets"])
     missing = set(names) - set(student.preset_embeddings)

@@ -150,21 +150,25 @@ def before_after(paldm: PALDM, pcldm: PALDM, thermal: np.ndarray, vis_y: np.ndar
 @torch.no_grad()
 def compare_on_instances(paldm: PALDM, pcldm: PALDM, prefs: dict, rows: Sequence[dict],
                          embeddings: dict[str, torch.Tensor], *, steps: int, oracles: dict, prior: PriorConfig,
-                         text_codes: dict[str, int] | None = None) -> dict[str, dict[str, float]]:
+                         text_codes: dict[str, int] | None = None,
+                         samples: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, dict[str, float]]:
     """Before (PALDM, standard code, no preference) vs after (PCLDM, standard code + the pair's preference) on
     the instances of ``rows`` (held-out preference pairs), scored the way each oracle judges:
     detection -> detector confidence on the instance (0 = missed) and recall at 0.25; visual -> VIF, Qabf, SD,
-    SF inside the region; text -> L1 to the prior target of the code the prompt asks for."""
+    SF inside the region; text -> L1 to the prior target of the code the prompt asks for. ``samples``, if given,
+    receives the (before, after) images per index into ``rows`` (for figures, without sampling again)."""
     from ivfusion.teacher.data import instance_view
 
     patch, out = prefs["patch"], {}
     for o in sorted({r["oracle"] for r in rows}):
         acc: dict[str, list[float]] = {}
-        for r in (r for r in rows if r["oracle"] == o):
+        for i, r in ((i, r) for i, r in enumerate(rows) if r["oracle"] == o):
             inst = prefs["instances"][r["instance"]]
             view = instance_view(prefs["images"], inst, patch)
             t, y = view.ir, view.vi
             before, after = before_after(paldm, pcldm, t, y, embeddings[r["text"]], steps=steps, seed=r["instance"])
+            if samples is not None:
+                samples[i] = (before, after)
             pair = np.stack([before, after])
             if o == "detection":
                 s = oracles["detection"].scores(pair, view)

@@ -21,7 +21,7 @@ into cached preference pairs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -86,7 +86,7 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
     with torch.no_grad():
         ref_err = masked_mse(reference(x, tt, zi, zv, code, pref), target, mask)
     stats = dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], beta)
-    return DPOStats(stats.loss, stats.margin, stats.accuracy, err[:b])
+    return replace(stats, winner_error=err[:b])
 
 
 @torch.no_grad()
@@ -115,10 +115,10 @@ def winner_image(candidates: np.ndarray, pair: dict) -> np.ndarray:
 def preference_pairs(oracles: Sequence[Oracle], images: list[Image], instances: Sequence[Instance],
                      candidates: np.ndarray, patch: int, progress: bool = True) -> list[dict]:
     """``[{"instance": n, "oracle": name, "winner": i, "loser": j, "text": preference text}, ...]``."""
-    pairs = []
+    pairs, views = [], [instance_view(images, inst, patch) for inst in instances]
     for oracle in oracles:
-        for n, inst in enumerate(tqdm(instances, desc=f"oracle {oracle.name}", unit="instance", disable=not progress)):
-            verdict = oracle.prefer(instance_view(images, inst, patch), candidates[n], n)
+        for n, view in enumerate(tqdm(views, desc=f"oracle {oracle.name}", unit="instance", disable=not progress)):
+            verdict = oracle.prefer(view, candidates[n], n)
             if verdict is not None:
                 pairs.append({"instance": n, "oracle": oracle.name, "winner": verdict[0], "loser": verdict[1],
                               "text": oracle.preference_text(n), **({"paste": verdict[2]} if len(verdict) > 2 else {})})

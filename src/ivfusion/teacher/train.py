@@ -26,9 +26,8 @@ import torch
 from ivfusion.errors import ConfigError
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import NUM_CODES, PriorConfig, fusion_prior
-from ivfusion.training.loop import TrainLoop
+from ivfusion.training.loop import TrainLoop, load_config as load_training_config
 from ivfusion.training.losses import sobel_magnitude
-from ivfusion.training.trainer import load_config as load_training_config
 
 PALDM_SECTIONS = ("output_dir", "model", "prior", "data", "train", "loss")
 IDPO_SECTIONS = ("output_dir", "init_from", "data", "oracles", "train", "eval")
@@ -147,9 +146,8 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
     from dataclasses import astuple
 
-    from safetensors.numpy import save_file as save_np
-
-    from ivfusion.teacher.data import find_instances, find_scenes, fingerprint, is_held_out, load_images
+    from ivfusion.teacher.data import (find_instances, find_scenes, fingerprint, is_held_out, load_images, load_keyed,
+                                       save_keyed)
     from ivfusion.teacher.idpo import generate_candidates, preference_pairs
 
     dcfg = cfg["data"]
@@ -170,19 +168,19 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
         raise ConfigError("IDPO: no object instances found in " + ", ".join(str(s) for s in dcfg["sources"]))
     cache = Path(cfg["output_dir"]) / "preferences"
     cand_file, pairs_file = cache / "candidates.safetensors", cache / "pairs.json"
-    cache.mkdir(parents=True, exist_ok=True)
     # Each cache is keyed by everything it depends on (fingerprint). Candidates are a deterministic function of
     # the PALDM, the instances and the seed (noise is drawn on the CPU), so they are regenerated where missing,
     # e.g. on a GPU machine given only pairs.json; the verdicts are the expensive part and need the detector.
+    seed, steps = int(cfg["train"].get("seed", 0)), int(dcfg.get("candidate_steps", 10))
     cand_key = fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
-                           steps=int(dcfg.get("candidate_steps", 10)), seed=int(cfg["train"].get("seed", 0)))
+                           steps=steps, seed=seed)
     pairs_key = fingerprint(candidates=cand_key, oracles=cfg.get("oracles"), text=dcfg.get("text_encoder", "minilm"))
-    candidates = _cached_candidates(cand_file, cand_key)
-    if candidates is None:  # sampling is the slow part: save it before the oracles run
-        candidates = generate_candidates(model, images, instances, patch, seed=int(cfg["train"].get("seed", 0)),
-                                         steps=int(dcfg.get("candidate_steps", 10)), progress=progress)
-        save_np({"candidates": candidates}, str(cand_file))
-        (cache / "candidates.json").write_text(json.dumps({"key": cand_key}))
+    cached = load_keyed(cand_file, cand_key)
+    if cached is not None:
+        candidates = cached["candidates"].numpy()
+    else:  # sampling is the slow part: save it before the oracles run
+        candidates = generate_candidates(model, images, instances, patch, seed=seed, steps=steps, progress=progress)
+        save_keyed({"candidates": torch.from_numpy(candidates)}, cand_file, cand_key)
     cached = json.loads(pairs_file.read_text()) if pairs_file.exists() else {}
     if cached.get("key") == pairs_key:
         pairs = cached["pairs"]
@@ -199,30 +197,16 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
 
 def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) -> dict[str, torch.Tensor]:
     """Preference-text embeddings, cached next to the pairs so a machine without the sentence encoder can train."""
-    from safetensors.torch import load_file, save_file
+    from ivfusion.teacher.data import fingerprint, load_keyed, save_keyed
 
-    from ivfusion.teacher.data import fingerprint
-
-    index, key = cache_file.with_suffix(".json"), fingerprint(texts=texts, kind=kind, dim=dim)
-    if cache_file.exists() and index.exists() and json.loads(index.read_text()).get("key") == key:
-        return dict(zip(texts, load_file(str(cache_file))["embeddings"]))
     if not texts:
         return {}
-    vectors = embedder(kind, dim)(texts).float().contiguous()
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"embeddings": vectors}, str(cache_file))
-    index.write_text(json.dumps({"key": key}))
-    return dict(zip(texts, vectors))
-
-
-def _cached_candidates(cand_file: Path, key: str) -> np.ndarray | None:
-    """Candidates saved by an earlier (possibly interrupted) run with this fingerprint, else None."""
-    from safetensors.numpy import load_file as load_np
-
-    index = cand_file.with_name("candidates.json")
-    if cand_file.exists() and index.exists() and json.loads(index.read_text()).get("key") == key:
-        return load_np(str(cand_file))["candidates"]
-    return None
+    key = fingerprint(texts=texts, kind=kind, dim=dim)
+    cached = load_keyed(cache_file, key)
+    if cached is None:
+        cached = {"embeddings": embedder(kind, dim)(texts).float()}
+        save_keyed(cached, cache_file, key)
+    return dict(zip(texts, cached["embeddings"]))
 
 
 def _pair_batch(prefs: dict[str, Any], rows: list[dict], embeddings: dict[str, torch.Tensor],
@@ -277,7 +261,6 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     if not cfg.get("init_from"):
         raise ConfigError("IDPO config needs init_from: a trained PALDM folder")
     tcfg = cfg["train"]
-    torch.set_num_threads(int(tcfg.get("threads", torch.get_num_threads())))
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
     policy = copy.deepcopy(reference).requires_grad_(True)
     loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")

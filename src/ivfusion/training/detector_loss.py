@@ -46,17 +46,18 @@ class DetectorLossConfig:
 class DetectorLoss:
     """``loss(rgb (B,3,H,W) in [0,1], targets (B, N, 5) [class, cx, cy, w, h], class -1 = padding)``."""
 
-    def __init__(self, config: DetectorLossConfig) -> None:
+    def __init__(self, config: DetectorLossConfig, device: torch.device | str = "cpu") -> None:
         from ultralytics.utils.loss import v8DetectionLoss
 
         from ivfusion.detection.torch_yolo import load_torch_yolo
         from ivfusion.paths import default_detector_weights
 
         self.config = config
-        self.model = load_torch_yolo(Path(config.weights) if config.weights else default_detector_weights())
+        # on the training device before the criterion is built: v8DetectionLoss takes its device from the model
+        self.model = load_torch_yolo(Path(config.weights) if config.weights else default_detector_weights()).to(device)
         self.model.args = SimpleNamespace(box=config.box, cls=config.cls, dfl=config.dfl)
         if config.class_weights:  # Ultralytics scales each class's BCE column by model.class_weights
-            self.model.class_weights = class_weight_vector(config.class_weights, self.model.names)
+            self.model.class_weights = class_weight_vector(config.class_weights, self.model.names).to(device)
         self.criterion = v8DetectionLoss(self.model)
 
     def __call__(self, rgb: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

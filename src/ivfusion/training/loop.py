@@ -38,6 +38,21 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
+def load_config(path: str | Path, sections: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+    """A training YAML with only known top-level sections and every required one (student and teacher configs)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"training config {path} does not exist")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    unknown = set(cfg) - set(sections)
+    if unknown:
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {', '.join(sections)}")
+    for key in required:
+        if key not in cfg:
+            raise ConfigError(f"{path}: missing section {key!r}")
+    return cfg
+
+
 def make_accelerator(tcfg: dict[str, Any]) -> Any:
     """Accelerator for ``train.cpu`` (default: CPU when no CUDA), global seed ``train.seed``, ``train.threads``."""
     from accelerate import Accelerator

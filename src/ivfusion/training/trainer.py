@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import luma
@@ -21,6 +20,7 @@ from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
 from ivfusion.training.degradations import DegradationConfig
 from ivfusion.training.losses import PresetLoss, degradation_loss, fusion_loss
 from ivfusion.training.loop import TrainLoop, epochs, latest_checkpoint, make_accelerator  # noqa: F401 (latest_checkpoint re-exported)
+from ivfusion.training.loop import load_config as load_yaml_config
 
 SECTIONS = ("model", "data", "train", "loss", "presets", "output_dir")
 TUNE = ("all", "embedding")  # train.tune: every weight, or only the detector preset's cached embedding
@@ -29,18 +29,8 @@ REQUIRED = ("data", "train", "presets", "output_dir")
 
 def load_config(path: str | Path, sections: tuple[str, ...] = SECTIONS,
                 required: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
-    """A training YAML with only known top-level sections and every required one (student and teacher configs)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"training config {path} does not exist")
-    cfg = yaml.safe_load(path.read_text()) or {}
-    unknown = set(cfg) - set(sections)
-    if unknown:
-        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {', '.join(sections)}")
-    for key in required:
-        if key not in cfg:
-            raise ConfigError(f"{path}: missing section {key!r}")
-    return cfg
+    """The student's training YAML (``training.loop.load_config`` with its sections)."""
+    return load_yaml_config(path, sections, required)
 
 
 def _prompt_embeddings(kind: str, text_dim: int, seed: int) -> dict[str, torch.Tensor]:
@@ -92,7 +82,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
     det_loss = reference = learned = start_embedding = None
     params: Any = model.parameters()
     if det_cfg.weight > 0:
-        det_loss = DetectorLoss(det_cfg)
+        det_loss = DetectorLoss(det_cfg, accelerator.device)
         det_prompts = prompts[det_cfg.preset]
         det_weights = presets[det_cfg.preset].as_tensor().to(accelerator.device)
         det_index = dataset.preset_names.index(det_cfg.preset)
