@@ -5,8 +5,11 @@ workplace is an OpenVINO INT8 export, which cannot pass gradients. Its weights a
 convolution reads ``int8 constant -> Convert -> Multiply(per-channel scale)`` and adds a bias constant (batch
 norm was folded in at export), and the node names keep the PyTorch module paths (``__module.model.4.m.1.cv2
 .conv``). So an Ultralytics ``DetectionModel`` built from its YAML (offline, no download), fused the same way
-the exporter fused it, takes the dequantised weights one for one. What is *not* reproduced is the INT8
-quantisation of activations (FakeQuantize nodes); :func:`parity` measures how far that leaves the two apart.
+the exporter fused it, takes the dequantised weights one for one. The INT8 quantisation of activations (the
+IR's 67 per-tensor FakeQuantize nodes) is reproduced on request (``quantize_activations=True``) by hooks that
+round each quantised tensor onto the same 256-level grid, with a straight-through gradient
+(:func:`activation_quantizers`); without them the copy is a float proxy. :func:`parity` measures how far apart
+either variant and the IR are.
 
 The converted weights are the third party's weights in another format, so they are never written into the
 repository: :func:`load_torch_yolo` builds the model from the shared IR each time (about a second).
@@ -15,6 +18,7 @@ repository: :func:`load_torch_yolo` builds the model from the shared IR each tim
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +83,14 @@ def openvino_conv_weights(xml: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml") -> torch.nn.Module:
+def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml",
+                    quantize_activations: bool = False) -> torch.nn.Module:
     """The OpenVINO detector at ``weights`` (folder or .xml) as a fused, frozen, eval-mode ``DetectionModel``.
 
     The model takes RGB in [0, 1], (B, 3, H, W) with H and W multiples of 32, and returns what Ultralytics'
     ``DetectionModel`` returns in eval mode: ``(decoded (B, 4 + nc, anchors), raw per-level maps)``.
+    ``quantize_activations`` adds the IR's activation quantisation (straight-through gradients), so that
+    training judges what the INT8 detector sees rather than its float ancestor.
     """
     from ultralytics.nn.tasks import DetectionModel
 
@@ -101,7 +108,77 @@ def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml") -> torch
     model.load_state_dict({**own, **{k: v for k, v in state.items() if not k.startswith("model.22.dfl")}})
     model.names = class_names(weights, nc)
     model.eval().requires_grad_(False)
+    if quantize_activations:
+        modules = dict(model.named_modules())
+        sites = activation_quantizers(weights)
+        for site in sites:
+            if site.module not in modules:
+                raise DetectorError(f"{weights}: FakeQuantize at {site.module!r} has no module in {yaml}")
+            if site.on_input:
+                modules[site.module].register_forward_pre_hook(lambda m, args, q=site: (q(args[0]), *args[1:]))
+            else:
+                modules[site.module].register_forward_hook(lambda m, args, out, q=site: q(out))
+        model.quantized_sites = len(sites)
     return model
+
+
+@dataclass(frozen=True)
+class QuantSite:
+    """One activation FakeQuantize of the IR, placed on the PyTorch module whose output (or input) it rounds."""
+
+    module: str  # e.g. "model.4.m.0" (output of that Bottleneck's residual add)
+    on_input: bool  # True: the module's input (the image, the DFL softmax); False: its output
+    low: float
+    high: float
+    levels: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """OpenVINO's FakeQuantize (input range = output range, as in this IR) with a straight-through gradient:
+        inside the range the rounding passes the gradient unchanged, outside it the clamp stops it."""
+        step = (self.high - self.low) / (self.levels - 1)
+        clamped = x.clamp(self.low, self.high)
+        rounded = torch.round((clamped - self.low) / step) * step + self.low
+        return clamped + (rounded - clamped).detach()
+
+
+_MODULE = re.compile(r"^__module\.(model\.[\w.]+?)/")
+
+
+def activation_quantizers(xml: str | Path) -> list[QuantSite]:
+    """Every activation FakeQuantize of the IR, mapped onto Ultralytics module paths by the graph around it.
+
+    The IR names its SiLU nodes after one shared module (Ultralytics reuses one ``SiLU`` instance), so a
+    quantised activation is located through the convolution that feeds it; residual adds and upsamplings keep
+    their own module paths; the image input and the DFL softmax quantise the input of ``model.0`` and of
+    ``model.22.dfl.conv``.
+    """
+    import openvino as ov
+
+    xml = ir_xml(xml)
+    sites: list[QuantSite] = []
+    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+        if op.get_type_name() != "FakeQuantize":
+            continue
+        ranges = [float(np.asarray(op.input_value(i).get_node().get_data()).reshape(-1)[0]) for i in range(1, 5)]
+        if ranges[:2] != ranges[2:]:
+            raise DetectorError(f"{xml}: FakeQuantize {op.get_friendly_name()!r} rescales its output; not supported")
+        src = op.input_value(0).get_node()
+        kind = src.get_type_name()
+        if kind == "Parameter":
+            module, on_input = "model.0", True
+        elif kind == "Softmax":
+            module, on_input = "model.22.dfl.conv", True
+        else:
+            if kind == "Swish":  # Swish <- Add(bias) <- Convolution "model.X.cv1.conv": the Conv block's output
+                conv = src.input_value(0).get_node().input_value(0).get_node()
+                m = _CONV_NAME.match(conv.get_friendly_name())
+            else:  # the residual add of "model.4.m.0", the upsampling "model.10"
+                m = _MODULE.match(src.get_friendly_name())
+            if m is None or kind not in ("Swish", "Add", "Interpolate"):
+                raise DetectorError(f"{xml}: cannot place FakeQuantize {op.get_friendly_name()!r} after {kind}")
+            module, on_input = m.group(1), False
+        sites.append(QuantSite(module, on_input, ranges[0], ranges[1], int(op.get_levels())))
+    return sites
 
 
 def class_names(weights: str | Path, nc: int = 80) -> dict[int, str]:

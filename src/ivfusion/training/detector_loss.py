@@ -27,16 +27,20 @@ class DetectorLossConfig:
     target_score: float = 0.3  # pseudo-labels below this detector confidence are not targets
     fusion: float = 1.0  # weight of that preset's fusion losses on the same pass (keeps it a fusion)
     anchor: float = 0.0  # L1 of the *other* presets' outputs to the starting model's (they keep their look)
+    mixed_fusion: float = 1.0  # weight of the usual all-presets fusion pass; 0 leaves the others to the anchor
     weights: str = ""  # OpenVINO IR of the detector; "" = the shared YOLOv8n
     box: float = 7.5  # Ultralytics' default gains
     cls: float = 0.5
     dfl: float = 1.5
     class_weights: dict[str, float] = field(default_factory=dict)  # e.g. {bicycle: 4}: rare pseudo-label classes
+    quantize_activations: bool = False  # judge with the IR's INT8 activation grid (closer to the evaluated detector)
 
     def __post_init__(self) -> None:
-        if min(self.weight, self.fusion, self.anchor) < 0:
-            raise ConfigError(f"loss.detector: weight, fusion and anchor must be >= 0, got {self.weight}, "
-                              f"{self.fusion}, {self.anchor}")
+        if min(self.weight, self.fusion, self.anchor, self.mixed_fusion) < 0:
+            raise ConfigError(f"loss.detector: weight, fusion, anchor and mixed_fusion must be >= 0, got "
+                              f"{self.weight}, {self.fusion}, {self.anchor}, {self.mixed_fusion}")
+        if self.mixed_fusion == 0 and self.anchor == 0:
+            raise ConfigError("loss.detector.mixed_fusion 0 needs an anchor > 0: nothing would hold the other presets")
         if not 0.0 < self.target_score < 1.0:
             raise ConfigError(f"loss.detector.target_score must be in (0, 1), got {self.target_score}")
         if any(float(w) <= 0 for w in self.class_weights.values()):
@@ -54,7 +58,8 @@ class DetectorLoss:
 
         self.config = config
         # on the training device before the criterion is built: v8DetectionLoss takes its device from the model
-        self.model = load_torch_yolo(Path(config.weights) if config.weights else default_detector_weights()).to(device)
+        self.model = load_torch_yolo(Path(config.weights) if config.weights else default_detector_weights(),
+                                     quantize_activations=config.quantize_activations).to(device)
         self.model.args = SimpleNamespace(box=config.box, cls=config.cls, dfl=config.dfl)
         if config.class_weights:  # Ultralytics scales each class's BCE column by model.class_weights
             self.model.class_weights = class_weight_vector(config.class_weights, self.model.names).to(device)

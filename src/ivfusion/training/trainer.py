@@ -132,6 +132,8 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
         l_deg = degradation_loss(o.degradation_logits, batch["degradation"])
         total, logged = loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
         if det_loss is not None:
+            # mixed_fusion 0: a one-preference update, the other presets held by the anchor alone (session-6 v5e/f)
+            total = det_cfg.mixed_fusion * loss + w_deg * l_deg
             l_pass, pass_parts = detector_pass(batch, vis_y)
             total = total + l_pass
             logged.update(pass_parts)
@@ -142,6 +144,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
                 l_anchor = ((o.rgb - ref).abs().mean(dim=(1, 2, 3)) * other).sum() / other.sum().clamp(min=1)
                 total = total + det_cfg.anchor * l_anchor
                 logged["anchor"] = l_anchor.detach()
+            logged["objective"] = total.detach()
         # backprop the total; log the fusion loss as "loss", the degradation BCE as "deg", the detector's as "det"
         return total, logged
 
