@@ -132,7 +132,7 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
         l_deg = degradation_loss(o.degradation_logits, batch["degradation"])
         total, logged = loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
         if det_loss is not None:
-            # mixed_fusion 0: a one-preference update, the other presets held by the anchor alone (session-6 v5e/f)
+            # mixed_fusion 0: a one-preference update; the anchor alone holds the other presets
             total = det_cfg.mixed_fusion * loss + w_deg * l_deg
             l_pass, pass_parts = detector_pass(batch, vis_y)
             total = total + l_pass
