@@ -1,7 +1,7 @@
 """How close is the differentiable PyTorch copy of the shared detector to the OpenVINO INT8 original?
 
 Scores both on MSRS (visible-only, infrared-only frames; fused and union label sets) with the evaluator's
-mAP settings, and prints the max class-score difference on a few frames -- for the float copy and for the copy
+mAP settings, and prints the max class-score difference per frame over all of them -- for the float copy and for the copy
 with the IR's activation quantisation (``quantize_activations=True``, what ``loss.detector.quantize_activations``
 trains against). Training uses a copy, evaluation the original.
 

@@ -41,6 +41,13 @@ def torch_yolo(ir_path: Path):
     return load_torch_yolo(ir_path)
 
 
+@pytest.fixture(scope="module")
+def quantized_yolo(ir_path: Path):
+    from ivfusion.detection.torch_yolo import load_torch_yolo
+
+    return load_torch_yolo(ir_path, quantize_activations=True)
+
+
 def test_every_convolution_of_the_ir_is_loaded_dequantised(ir_path: Path) -> None:
     from ivfusion.detection.torch_yolo import openvino_conv_weights
 
@@ -61,21 +68,21 @@ def test_torch_copy_agrees_with_openvino(torch_yolo, ir_path: Path, msrs_rgb: np
         parity(torch_yolo, ir_path, [msrs_rgb[:, :, :1]])  # a bad input fails loudly instead of scoring garbage
 
 
-def test_activation_quantisation_brings_the_copy_closer_to_openvino(ir_path: Path, torch_yolo,
+def test_activation_quantisation_brings_the_copy_closer_to_openvino(ir_path: Path, torch_yolo, quantized_yolo,
                                                                     msrs_rgb: np.ndarray) -> None:
-    from ivfusion.detection.torch_yolo import activation_quantizers, load_torch_yolo, parity
+    from ivfusion.detection.torch_yolo import activation_quantizers, parity
 
     sites = activation_quantizers(ir_path)
     assert len(sites) == 67 and sites[0].module == "model.0" and sites[0].on_input  # the image itself: [0, 1]
     assert {s.module for s in sites} >= {"model.4.m.0", "model.10", "model.22.dfl.conv"}  # add, upsample, DFL
-    quantized = load_torch_yolo(ir_path, quantize_activations=True)
+    quantized = quantized_yolo
     assert quantized.quantized_sites == 67
     # 00001D: 0.08 float vs 0.02 quantised (bench/torch_detector_parity.py has all 35 frames)
     assert max(parity(quantized, ir_path, [msrs_rgb])) < 0.5 * max(parity(torch_yolo, ir_path, [msrs_rgb]))
 
 
-def test_quantised_copy_passes_gradients_straight_through(ir_path: Path) -> None:
-    from ivfusion.detection.torch_yolo import QuantSite, load_torch_yolo
+def test_quantised_copy_passes_gradients_straight_through(quantized_yolo) -> None:
+    from ivfusion.detection.torch_yolo import QuantSite
 
     site = QuantSite("x", False, low=-1.0, high=1.0, levels=3)  # grid -1, 0, 1
     x = torch.tensor([-2.0, -0.4, 0.3, 0.6, 2.0], requires_grad=True)
@@ -84,9 +91,8 @@ def test_quantised_copy_passes_gradients_straight_through(ir_path: Path) -> None
     y.sum().backward()
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # identity inside the range, clamped outside
 
-    model = load_torch_yolo(ir_path, quantize_activations=True)
     image = torch.rand(1, 3, 64, 64, requires_grad=True)
-    model(image)[0][:, 4:].max().backward()
+    quantized_yolo(image)[0][:, 4:].max().backward()
     assert image.grad is not None and image.grad.abs().sum() > 0
 
 

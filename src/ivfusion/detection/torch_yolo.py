@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,12 +58,20 @@ def ir_xml(path: str | Path) -> Path:
     return found[0]
 
 
-def openvino_conv_weights(xml: str | Path) -> dict[str, torch.Tensor]:
-    """``{"model.4.m.1.cv2.conv.weight": ..., ".bias": ...}`` for every convolution in the IR, dequantised."""
+def _read_ir(weights: str | Path) -> tuple[Path, Any]:
+    """(the .xml, the parsed OpenVINO model): parsed once for both the weights and the quantisation sites."""
     import openvino as ov
 
-    xml = ir_xml(xml)
-    model = ov.Core().read_model(str(xml))
+    xml = ir_xml(weights)
+    return xml, ov.Core().read_model(str(xml))
+
+
+def openvino_conv_weights(xml: str | Path) -> dict[str, torch.Tensor]:
+    """``{"model.4.m.1.cv2.conv.weight": ..., ".bias": ...}`` for every convolution in the IR, dequantised."""
+    return _conv_weights(*_read_ir(xml))
+
+
+def _conv_weights(xml: Path, model: Any) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for op in model.get_ordered_ops():
         if op.get_type_name() != "Convolution":
@@ -95,7 +104,8 @@ def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml",
     from ultralytics.nn.tasks import DetectionModel
 
     weights = Path(weights)
-    state = openvino_conv_weights(weights)
+    xml, ir = _read_ir(weights)
+    state = _conv_weights(xml, ir)
     nc = int(state["model.22.cv3.0.2.weight"].shape[0])
     model = DetectionModel(yaml, nc=nc, verbose=False)
     model.fuse(verbose=False)
@@ -110,7 +120,7 @@ def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml",
     model.eval().requires_grad_(False)
     if quantize_activations:
         modules = dict(model.named_modules())
-        sites = activation_quantizers(weights)
+        sites = _quant_sites(xml, ir)
         for site in sites:
             if site.module not in modules:
                 raise DetectorError(f"{weights}: FakeQuantize at {site.module!r} has no module in {yaml}")
@@ -152,33 +162,37 @@ def activation_quantizers(xml: str | Path) -> list[QuantSite]:
     their own module paths; the image input and the DFL softmax quantise the input of ``model.0`` and of
     ``model.22.dfl.conv``.
     """
-    import openvino as ov
+    return _quant_sites(*_read_ir(xml))
 
-    xml = ir_xml(xml)
+
+def _quant_sites(xml: Path, model: Any) -> list[QuantSite]:
     sites: list[QuantSite] = []
-    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+    for op in model.get_ordered_ops():
         if op.get_type_name() != "FakeQuantize":
             continue
         ranges = [float(np.asarray(op.input_value(i).get_node().get_data()).reshape(-1)[0]) for i in range(1, 5)]
         if ranges[:2] != ranges[2:]:
             raise DetectorError(f"{xml}: FakeQuantize {op.get_friendly_name()!r} rescales its output; not supported")
-        src = op.input_value(0).get_node()
-        kind = src.get_type_name()
-        if kind == "Parameter":
-            module, on_input = "model.0", True
-        elif kind == "Softmax":
-            module, on_input = "model.22.dfl.conv", True
-        else:
-            if kind == "Swish":  # Swish <- Add(bias) <- Convolution "model.X.cv1.conv": the Conv block's output
-                conv = src.input_value(0).get_node().input_value(0).get_node()
-                m = _CONV_NAME.match(conv.get_friendly_name())
-            else:  # the residual add of "model.4.m.0", the upsampling "model.10"
-                m = _MODULE.match(src.get_friendly_name())
-            if m is None or kind not in ("Swish", "Add", "Interpolate"):
-                raise DetectorError(f"{xml}: cannot place FakeQuantize {op.get_friendly_name()!r} after {kind}")
-            module, on_input = m.group(1), False
+        module, on_input = _placement(op.input_value(0).get_node(), f"{xml}: FakeQuantize {op.get_friendly_name()!r}")
         sites.append(QuantSite(module, on_input, ranges[0], ranges[1], int(op.get_levels())))
     return sites
+
+
+def _placement(src: Any, what: str) -> tuple[str, bool]:
+    """(module path, whether the module's input rather than its output) for what a FakeQuantize rounds."""
+    kind = src.get_type_name()
+    if kind == "Parameter":
+        return "model.0", True
+    if kind == "Softmax":
+        return "model.22.dfl.conv", True
+    m = None
+    if kind == "Swish":  # Swish <- Add(bias) <- Convolution "model.X.cv1.conv": the Conv block's output
+        m = _CONV_NAME.match(src.input_value(0).get_node().input_value(0).get_node().get_friendly_name())
+    elif kind in ("Add", "Interpolate"):  # the residual add of "model.4.m.0", the upsampling "model.10"
+        m = _MODULE.match(src.get_friendly_name())
+    if m is None:
+        raise DetectorError(f"{what}: cannot be placed after a {kind} node")
+    return m.group(1), False
 
 
 def class_names(weights: str | Path, nc: int = 80) -> dict[int, str]:

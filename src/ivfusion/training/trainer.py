@@ -130,10 +130,10 @@ def train(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) ->
         o = loop.model(batch["thermal_in"], batch["rgb_in"], batch["preference"])
         loss, parts = fusion_loss(o.y, o.rgb, batch["thermal"], vis_y, batch["rgb"], batch["weights"], batch["box"])
         l_deg = degradation_loss(o.degradation_logits, batch["degradation"])
-        total, logged = loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
+        # mixed_fusion 0 (with the detector pass): a one-preference update; the anchor alone holds the other presets
+        mixed = det_cfg.mixed_fusion if det_loss is not None else 1.0
+        total, logged = mixed * loss + w_deg * l_deg, {"loss": loss.detach(), "deg": l_deg.detach(), **parts}
         if det_loss is not None:
-            # mixed_fusion 0: a one-preference update; the anchor alone holds the other presets
-            total = det_cfg.mixed_fusion * loss + w_deg * l_deg
             l_pass, pass_parts = detector_pass(batch, vis_y)
             total = total + l_pass
             logged.update(pass_parts)
