@@ -17,6 +17,10 @@ PCLDM on that pair:
   embedding (the student's MiniLM encoder) to each code's description (``properties.PropertyCode.text``);
   nearest code wins, farthest loses. Text: the prompt itself.
 
+``candidates: [i, j, ...]`` (detection without ``per_object``, visual) makes an oracle compare only those
+candidates, e.g. the standard one and its reward-refined version (``teacher.refine``, IDPO v4), so that a pair
+isolates what the refinement changed.
+
 Candidates are uint8 luminance patches (K, P, P); the oracle sees the instance through a
 :class:`~ivfusion.teacher.data.View` (source patches, region, objects, chroma).
 """
@@ -50,22 +54,40 @@ class Oracle(Protocol):
     def preference_text(self, index: int) -> str: ...
 
 
-def _pick(scores: np.ndarray, min_margin: float) -> tuple[int, int] | None:
-    """Best and worst candidate, or None when they differ by less than ``min_margin``."""
+def _pick(scores: np.ndarray, min_margin: float, among: Sequence[int] | None = None) -> tuple[int, int] | None:
+    """Best and worst candidate (indices into ``among`` when the scores are of that subset), or None when they
+    differ by less than ``min_margin``."""
     w, l = int(np.argmax(scores)), int(np.argmin(scores))
-    return (w, l) if scores[w] - scores[l] >= min_margin else None
+    if scores[w] - scores[l] < min_margin:
+        return None
+    return (w, l) if among is None else (among[w], among[l])
+
+
+def _subset(candidates: np.ndarray, among: Sequence[int] | None) -> np.ndarray:
+    """The candidates an oracle compares: all, or ``among`` (e.g. the standard one and its refinement,
+    ``teacher.refine``: the pair then isolates what the refinement changed)."""
+    if among is None:
+        return candidates
+    if max(among) >= len(candidates):
+        raise ConfigError(f"oracle candidates {list(among)}: only {len(candidates)} candidates per instance "
+                          "(refined ones need a refine: section)")
+    return candidates[list(among)]
 
 
 class DetectionOracle:
     name = "detection"
 
-    def __init__(self, detector=None, *, iou: float = 0.3, min_margin: float = 0.05, per_object: bool = False) -> None:
+    def __init__(self, detector=None, *, iou: float = 0.3, min_margin: float = 0.05, per_object: bool = False,
+                 candidates: Sequence[int] | None = None) -> None:
+        if per_object and candidates is not None:
+            raise ConfigError("detection oracle: per_object pastes from all candidates; drop candidates:")
         if detector is None:
             from ivfusion.detection import Detector, DetectorConfig
             from ivfusion.training.data import BOX_CLASSES
 
             detector = Detector(DetectorConfig(conf=0.05, iou=0.5, classes=BOX_CLASSES, imgsz=256))
         self.detector, self.iou, self.min_margin, self.per_object = detector, iou, min_margin, per_object
+        self.among = None if candidates is None else [int(c) for c in candidates]
 
     def object_scores(self, candidates: np.ndarray, view: View) -> np.ndarray:
         """(K, J): per candidate and object, the best matching detection's confidence (0 = missed)."""
@@ -93,7 +115,7 @@ class DetectionOracle:
         if not view.objects:
             return None  # a scene without objects: nothing for the detector to find
         if not self.per_object:
-            return _pick(self.scores(candidates, view), self.min_margin)
+            return _pick(self.scores(_subset(candidates, self.among), view), self.min_margin, self.among)
         # Per object: the standard candidate with each object replaced by the candidate the detector likes best
         # there (when it beats the standard one by min_margin) wins over the standard candidate. Which rendering
         # helps differs per object (a pedestrian at night vs a car by day); one global code cannot say that.
@@ -110,10 +132,11 @@ class VisualOracle:
     name = "visual"
 
     def __init__(self, *, metrics: Sequence[str] = VISUAL_METRICS, margin: int = 8, min_side: int = VIF_MIN_SIDE,
-                 min_margin: float = 1.0) -> None:
+                 min_margin: float = 1.0, candidates: Sequence[int] | None = None) -> None:
         if min_side < VIF_MIN_SIDE:
             raise ConfigError(f"visual oracle: min_side must be >= {VIF_MIN_SIDE} (VIF's 4 scales), got {min_side}")
         self.metrics, self.margin, self.min_side, self.min_margin = tuple(metrics), margin, min_side, min_margin
+        self.among = None if candidates is None else [int(c) for c in candidates]
 
     def region(self, box: Box, size: int) -> tuple[slice, slice]:
         """The box grown by ``margin`` and to at least ``min_side`` (metrics need windows); shifted, not clipped,
@@ -136,9 +159,9 @@ class VisualOracle:
                          for c in candidates])
 
     def prefer(self, view, candidates, index):
-        table = self.table(view, candidates)
+        table = self.table(view, _subset(candidates, self.among))
         ranks = np.argsort(np.argsort(table, axis=0), axis=0).astype(np.float64)  # 0 = worst per metric
-        return _pick(ranks.mean(axis=1), self.min_margin)
+        return _pick(ranks.mean(axis=1), self.min_margin, self.among)
 
     def preference_text(self, index: int) -> str:
         return PRESETS["visual"]

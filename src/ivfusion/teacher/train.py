@@ -30,7 +30,7 @@ from ivfusion.training.loop import TrainLoop, load_config as load_training_confi
 from ivfusion.training.losses import sobel_magnitude
 
 PALDM_SECTIONS = ("output_dir", "model", "prior", "data", "train", "loss")
-IDPO_SECTIONS = ("output_dir", "init_from", "data", "oracles", "train", "eval")
+IDPO_SECTIONS = ("output_dir", "init_from", "data", "oracles", "train", "eval", "refine")
 
 
 def load_config(path: str | Path, sections: tuple[str, ...]) -> dict[str, Any]:
@@ -181,6 +181,11 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     else:  # sampling is the slow part: save it before the oracles run
         candidates = generate_candidates(model, images, instances, patch, seed=seed, steps=steps, progress=progress)
         save_keyed({"candidates": torch.from_numpy(candidates)}, cand_file, cand_key)
+    if cfg.get("refine"):  # reward-refined candidates (teacher.refine) after the property codes: indices 9, 10, ...
+        candidates, cand_key = _with_refined(cfg["refine"], images, instances, candidates, cand_key, patch, cache,
+                                             progress)
+        pairs_key = fingerprint(candidates=cand_key, oracles=cfg.get("oracles"),
+                                text=dcfg.get("text_encoder", "minilm"))
     cached = json.loads(pairs_file.read_text()) if pairs_file.exists() else {}
     if cached.get("key") == pairs_key:
         pairs = cached["pairs"]
@@ -193,6 +198,25 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     for p in pairs:
         p["held_out"] = is_held_out(instances[p["instance"]].key, held)
     return {"images": images, "instances": instances, "candidates": candidates, "pairs": pairs, "patch": patch}
+
+
+def _with_refined(refine_cfg: list[dict], images, instances, candidates: np.ndarray, cand_key: str, patch: int,
+                  cache: Path, progress: bool) -> tuple[np.ndarray, str]:
+    """The candidates with each ``refine:`` entry's refinement appended, and the key of the whole stack
+    (cached under ``cache/refined.safetensors``, keyed by the base candidates and the refine settings)."""
+    from ivfusion.teacher.data import fingerprint, load_keyed, save_keyed
+    from ivfusion.teacher.refine import RefineConfig, refine_candidates
+
+    configs = [RefineConfig.from_dict(dict(r)) for r in refine_cfg]
+    key = fingerprint(candidates=cand_key, refine=refine_cfg)
+    file = cache / "refined.safetensors"
+    cached = load_keyed(file, key)
+    if cached is not None:
+        refined = cached["refined"].numpy()
+    else:
+        refined = refine_candidates(images, instances, candidates, patch, configs, progress=progress)
+        save_keyed({"refined": torch.from_numpy(refined)}, file, key)
+    return np.concatenate([candidates, refined], axis=1), key
 
 
 def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) -> dict[str, torch.Tensor]:
@@ -210,8 +234,11 @@ def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) ->
 
 
 def _pair_batch(prefs: dict[str, Any], rows: list[dict], embeddings: dict[str, torch.Tensor],
-                device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Stack the patches, candidate images, masks and preference embeddings of preference ``rows``."""
+                device: torch.device | str = "cpu", window_mask: bool = False) -> dict[str, torch.Tensor]:
+    """Stack the patches, candidate images, masks and preference embeddings of preference ``rows``.
+    ``window_mask``: every pair's loss covers the whole instance window, not only the boxes its oracle judged
+    (``train.mask: window``: the detector reads the context around an object, and a refined winner differs
+    there too)."""
     from ivfusion.teacher.data import instance_mask, instance_patch, to_tensor
     from ivfusion.teacher.idpo import winner_image
 
@@ -224,14 +251,16 @@ def _pair_batch(prefs: dict[str, Any], rows: list[dict], embeddings: dict[str, t
         out["vis_y"].append(to_tensor(y))
         out["winner"].append(to_tensor(winner_image(cands, p)))
         out["loser"].append(to_tensor(cands[p["loser"]]))
-        out["mask"].append(torch.from_numpy(instance_mask(inst, patch, p["oracle"])).unsqueeze(0))
+        out["mask"].append(torch.from_numpy(instance_mask(inst, patch, "window" if window_mask else p["oracle"]))
+                           .unsqueeze(0))
         out["preference"].append(embeddings[p["text"]])
     return {k: torch.stack(v).to(device) for k, v in out.items()}
 
 
 @torch.no_grad()
 def dpo_eval(policy: PALDM, reference: PALDM, prefs: dict[str, Any], rows: list[dict],
-             embeddings: dict[str, torch.Tensor], beta: float, repeats: int = 4, seed: int = 0) -> dict[str, Any]:
+             embeddings: dict[str, torch.Tensor], beta: float, repeats: int = 4, seed: int = 0,
+             window_mask: bool = False) -> dict[str, Any]:
     """DPO accuracy and mean implicit reward margin on ``rows``, per oracle, each pair at ``repeats`` random t."""
     from ivfusion.teacher.idpo import idpo_step
 
@@ -239,7 +268,7 @@ def dpo_eval(policy: PALDM, reference: PALDM, prefs: dict[str, Any], rows: list[
     by_oracle: dict[str, list[float]] = {}
     for start in range(0, len(rows), 16):
         chunk = rows[start:start + 16]
-        batch = _pair_batch(prefs, chunk, embeddings, policy.device)
+        batch = _pair_batch(prefs, chunk, embeddings, policy.device, window_mask)
         for r in range(repeats):
             g = torch.Generator().manual_seed(seed * 7919 + start * 31 + r)
             stats = idpo_step(policy, reference, batch, beta, g)
@@ -277,12 +306,15 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
     batch_size = int(tcfg.get("batch_size", 8))
     sft_weight = float(tcfg.get("sft_weight", 0.0))  # x the winners' denoising error (idpo.py: RPO-style anchor)
+    if tcfg.get("mask", "judged") not in ("judged", "window"):
+        raise ConfigError(f"train.mask must be 'judged' or 'window', got {tcfg.get('mask')!r}")
+    window_mask = tcfg.get("mask", "judged") == "window"
 
     def step_fn(step: int):
         rng = np.random.default_rng((seed, step))
         pick = rng.choice(len(train_rows), size=min(batch_size, len(train_rows)), replace=False)
         rows = [train_rows[i] for i in pick]
-        batch = _pair_batch(prefs, rows, embeddings, device)
+        batch = _pair_batch(prefs, rows, embeddings, device, window_mask)
         stats = idpo_step(loop.model, reference, batch, beta, torch.Generator().manual_seed(seed * 1_000_003 + step))
         logs = {"margin": float(stats.margin.mean()), "dpo_acc": stats.accuracy}
         if not sft_weight:
@@ -298,7 +330,9 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
                "instances": len(prefs["instances"]), "beta": beta,
                "by_oracle_counts": {o: sum(p["oracle"] == o for p in prefs["pairs"])
                                     for o in sorted({p["oracle"] for p in prefs["pairs"]})},
-               "held_out_after": dpo_eval(trained, reference, prefs, held_rows, embeddings, beta, rep),
-               "train_after": dpo_eval(trained, reference, prefs, train_rows[:128], embeddings, beta, rep)}
+               "held_out_after": dpo_eval(trained, reference, prefs, held_rows, embeddings, beta, rep,
+                                         window_mask=window_mask),
+               "train_after": dpo_eval(trained, reference, prefs, train_rows[:128], embeddings, beta, rep,
+                                       window_mask=window_mask)}
     (loop.out / "dpo_eval.json").write_text(json.dumps(summary, indent=2) + "\n")
     return final

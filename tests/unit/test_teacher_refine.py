@@ -1,0 +1,164 @@
+"""Reward-refined IDPO candidates (ivfusion.teacher.refine) and oracles that judge a chosen subset of candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ivfusion.detection import Detection
+from ivfusion.errors import ConfigError
+from ivfusion.teacher.data import View, to_tensor
+from ivfusion.teacher.oracles import DetectionOracle, VisualOracle
+from ivfusion.teacher.refine import RefineConfig, Refiner, local_edit
+from ivfusion.training.losses import PresetLoss, fusion_loss
+
+BOX = (16, 16, 48, 48)
+VISUAL_LOSS = {"t0": 0.0, "sal_gain": 0.3, "intensity": 0.0, "gradient": 2.0, "ssim_t": 5.0, "ssim_v": 5.0,
+               "color": 0.0, "scd": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class BrightnessDetector:
+    """Finds the object at BOX with a confidence = its mean brightness: a judge whose preference is known."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, bgr: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        x1, y1, x2, y2 = BOX
+        return [Detection(*BOX, float(bgr[y1:y2, x1:x2].mean() / 255.0), 0, "person")]
+
+
+def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    ir = np.where((xx - 32) ** 2 + (yy - 32) ** 2 < 12 ** 2, 220, 60).astype(np.uint8)
+    vi = (110 + 40 * np.sin(xx / 3.0) + rng.normal(0, 3, (64, 64))).clip(0, 255).astype(np.uint8)
+    cand = ((ir.astype(int) + vi) // 2 // 2 + 40).astype(np.uint8)  # a dull, soft fusion: room to improve
+    return ir, vi, cand
+
+
+def test_local_edit_is_the_identity_at_zero_and_moves_towards_thermal_with_the_mix_map():
+    ir, _, cand = _scene()
+    cfg = RefineConfig("detection", cell=16)
+    y, t = to_tensor(cand).unsqueeze(0), to_tensor(ir).unsqueeze(0)
+    assert torch.allclose(local_edit(y, t, torch.zeros(1, 3, 4, 4), cfg), y, atol=1e-6)
+    more_thermal = torch.zeros(1, 3, 4, 4)
+    more_thermal[:, 0] = 10.0  # tanh -> 1: mix max_mix of the way to thermal everywhere
+    out = local_edit(y, t, more_thermal, cfg)
+    assert (out - t).abs().mean() == pytest.approx((1 - cfg.max_mix) * (y - t).abs().mean().item(), rel=0.02)
+
+
+def test_detection_refinement_raises_the_real_judges_score_and_never_lowers_it():
+    ir, vi, cand = _scene()
+    detector = BrightnessDetector()
+    oracle = DetectionOracle(detector, iou=0.5)
+    view = View(ir, vi, (0, 0, 64, 64), (BOX,), ("person",))
+    refiner = Refiner(RefineConfig("detection", cell=16, iterations=3, population=8, elite=2), oracle)
+    refined = refiner(cand, view, seed=1)
+    before, after = oracle.scores(np.stack([cand, refined]), view)
+    assert after > before + 0.05  # the search found brighter renderings of the object
+    assert detector.calls == 2 + 1 + 3 * 8  # the base, then 3 rounds of 8, plus the check above
+    empty = View(ir, vi, (0, 0, 64, 64))
+    assert refiner(cand, empty) is cand  # nothing for the detector to find: nothing to refine
+
+
+def test_visual_refinement_lowers_the_fusion_loss_within_its_bound():
+    ir, vi, cand = _scene()
+    cfg = RefineConfig("visual", steps=20, lr=0.05, max_delta=0.1, loss=VISUAL_LOSS)
+    refined = Refiner(cfg)(cand, View(ir, vi, (0, 0, 64, 64)))
+    w = PresetLoss(**VISUAL_LOSS).as_tensor().unsqueeze(0)
+    t, v = to_tensor(ir).unsqueeze(0), to_tensor(vi).unsqueeze(0)
+
+    def loss(img):
+        y = to_tensor(img).unsqueeze(0)
+        return fusion_loss(y, y.expand(-1, 3, -1, -1), t, v, v.expand(-1, 3, -1, -1), w)[0].item()
+
+    assert loss(refined) < 0.9 * loss(cand)
+    assert np.abs(refined.astype(int) - cand).max() <= round(0.1 * 255) + 1
+
+
+def test_refine_config_rejects_what_it_cannot_do():
+    with pytest.raises(ConfigError, match="objective"):
+        RefineConfig("beauty")
+    with pytest.raises(ConfigError, match="unknown knobs"):
+        RefineConfig("visual", loss={"sharpness": 1.0})
+
+
+def test_oracles_judge_only_the_candidates_they_are_given():
+    people = (4, 4, 20, 30)
+    view = View(None, None, (0, 0, 64, 64), (people,), ("person",))
+    cands = np.stack([np.full((64, 64), 20 * k, np.uint8) for k in range(11)])
+
+    class ByBrightness:
+        def detect(self, bgr):
+            return [Detection(*people, float(bgr.mean() / 255.0), 0, "person")]
+
+    # all 11: brightest (10) beats darkest (0); only [4, 9]: 9 beats 4, indices mapped back to the stack
+    assert DetectionOracle(ByBrightness()).prefer(view, cands, 0) == (10, 0)
+    assert DetectionOracle(ByBrightness(), candidates=[4, 9]).prefer(view, cands, 0) == (9, 4)
+    with pytest.raises(ConfigError, match="only 11 candidates"):
+        DetectionOracle(ByBrightness(), candidates=[4, 11]).prefer(view, cands, 0)
+    with pytest.raises(ConfigError, match="per_object"):
+        DetectionOracle(ByBrightness(), per_object=True, candidates=[4, 9])
+    ir, vi, soft = _scene()
+    good = ((ir.astype(int) + vi) // 2).astype(np.uint8)
+    stack = np.stack([np.full((64, 64), 128, np.uint8)] * 4 + [soft] + [np.full((64, 64), 128, np.uint8)] * 4 + [good])
+    verdict = VisualOracle(metrics=["MI", "SCD", "VIF", "Qabf", "SSIM"], min_margin=0.6,
+                           candidates=[4, 9]).prefer(View(ir, vi, (8, 8, 56, 56)), stack, 0)
+    assert verdict == (9, 4)
+
+
+def test_idpo_preferences_append_refined_candidates_and_cache_them(tmp_path, monkeypatch):
+    import ivfusion.teacher.refine as refine
+    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.train import prepare_preferences
+    from tests.unit.test_teacher import TINY
+    from tests.unit.tiny_data import write_tiny_pairs
+
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
+    cfg = {"output_dir": str(tmp_path / "idpo"), "init_from": str(tmp_path / "paldm"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "candidate_steps": 1,
+                    "instances": "scenes", "held_out": 0.1, "text_encoder": "hash", "cache_dir": str(tmp_path)},
+           "refine": [{"objective": "visual", "steps": 20, "lr": 0.05, "loss": VISUAL_LOSS}],
+           "oracles": {"visual": {"metrics": ["MI", "SCD", "VIF", "Qabf", "SSIM"], "min_margin": 0.2, "candidates": [4, 9]}},
+           "train": {"seed": 3}}
+    prefs = prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+    cands = prefs["candidates"]
+    assert cands.shape == (3, 10, 48, 48)  # 9 property codes + 1 refinement
+    assert not np.array_equal(cands[:, 9], cands[:, 4])  # the refinement changed the standard candidate
+    assert prefs["pairs"] and all({p["winner"], p["loser"]} == {4, 9} for p in prefs["pairs"])
+    assert (tmp_path / "idpo" / "preferences" / "refined.safetensors").exists()
+
+    def no_refinement(*args, **kwargs):
+        raise AssertionError("refined again")
+
+    monkeypatch.setattr(refine, "refine_candidates", no_refinement)  # cached: not refined again
+    again = prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+    assert np.array_equal(again["candidates"], cands)
+    cfg["refine"][0]["steps"] = 21  # other settings: the cache does not match
+    with pytest.raises(AssertionError, match="refined again"):
+        prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+
+
+def test_window_mask_widens_a_detection_pairs_loss_from_its_boxes_to_the_window():
+    from ivfusion.teacher.data import Image, Instance
+    from ivfusion.teacher.train import _pair_batch
+
+    img = Image("x/0", np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8), np.zeros((64, 64, 3), np.uint8), 1.0)
+    inst = Instance("x/0#scene", 0, 0, 0, (0, 0, 64, 64), ((8, 8, 24, 40),), ("person",))
+    prefs = {"images": [img], "instances": [inst], "candidates": np.zeros((1, 10, 64, 64), np.uint8), "patch": 64}
+    row = {"instance": 0, "oracle": "detection", "winner": 9, "loser": 4, "text": "t"}
+    emb = {"t": torch.zeros(4)}
+    assert _pair_batch(prefs, [row], emb)["mask"].sum() == 16 * 32  # the judged box
+    assert _pair_batch(prefs, [row], emb, window_mask=True)["mask"].sum() == 64 * 64  # the whole window
