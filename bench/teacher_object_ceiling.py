@@ -15,20 +15,17 @@ standard code, no preference over these candidates can raise MSRS mAP (docs/teac
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from ivfusion.data.pairs import PairSample
 from ivfusion.detection import Detector
 from ivfusion.evaluation.datasets import open_dataset
+from ivfusion.evaluation.report import save_json, summary
 from ivfusion.evaluation.runner import MAP_DETECTOR, evaluate
 from ivfusion.teacher.data import View
-from ivfusion.teacher.evaluate import sample_codes
+from ivfusion.teacher.evaluate import msrs_bench_args, sample_codes
 from ivfusion.teacher.idpo import winner_image
 from ivfusion.teacher.oracles import DetectionOracle
 from ivfusion.teacher.paldm import PALDM
@@ -89,24 +86,14 @@ class _Choice:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="outputs/train/paldm/final")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--limit", type=int)
-    p.add_argument("--out", type=Path, default=Path("outputs/teacher/object_ceiling.json"))
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    args = msrs_bench_args(__doc__.splitlines()[0], "outputs/teacher/object_ceiling.json")
     ds = open_dataset("msrs", split="all", limit=args.limit)
     codes = _Codes(PALDM.from_pretrained(args.model), ds.folder, args.steps)
     methods = [_Choice(codes, mode) for mode in ("standard", "image", "object")]
     res = evaluate(ds, methods, metrics=False, detection=True)
-    out = {m.name: {k: {"mAP50": float(v.map50), "mAP50_95": float(v.map50_95)} for k, v in m.detection_scores.items()}
-           for m in res.methods}
+    out = {name: r["detection"] for name, r in summary(res).items()}
     out["codes_picked"] = {m.name: np.bincount(m.picked, minlength=9).tolist() for m in methods[1:]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    save_json(out, args.out)
     return 0
 
 

@@ -13,20 +13,19 @@ PCLDM does not, the learning is.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from ivfusion.data.pairs import PairSample
 from ivfusion.detection import Detector, DetectorConfig
 from ivfusion.evaluation.datasets import open_dataset
+from ivfusion.evaluation.report import save_json, summary
 from ivfusion.evaluation.runner import evaluate
 from ivfusion.teacher.data import View, _coco_names
-from ivfusion.teacher.evaluate import TeacherMethod
+from ivfusion.teacher.evaluate import TeacherMethod, msrs_bench_args
 from ivfusion.teacher.oracles import DetectionOracle
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.refine import RefineConfig, Refiner
@@ -56,15 +55,9 @@ class _Refined(TeacherMethod):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="outputs/train/paldm/final")
-    p.add_argument("--config", default="config/train/idpo_v4.yaml", help="its refine: detection entry is used")
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--limit", type=int)
-    p.add_argument("--out", type=Path, default=Path("outputs/teacher/refine_ceiling.json"))
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    args = msrs_bench_args(__doc__.splitlines()[0], "outputs/teacher/refine_ceiling.json",
+                           **{"--config": {"default": "config/train/idpo_v4.yaml",
+                                           "help": "its refine: detection entry is used"}})
     from ivfusion.teacher.train import IDPO_SECTIONS, load_config
 
     entry = next(r for r in load_config(args.config, IDPO_SECTIONS)["refine"] if r["objective"] == "detection")
@@ -76,13 +69,9 @@ def main() -> int:
     refined = _Refined(model, args.steps, pseudo, Refiner(cfg, oracle))
     methods = [TeacherMethod(model, "PALDM/standard", steps=args.steps), refined]
     res = evaluate(ds, methods, metrics=True, detection=True)
-    out = {m.name: {"metrics": {k: m.mean(k) for k in res.metric_names},
-                    "detection": {k: {"mAP50": float(v.map50), "mAP50_95": float(v.map50_95)}
-                                  for k, v in m.detection_scores.items()}} for m in res.methods}
+    out = summary(res)
     out["pseudo_label_score_gain_mean"] = float(np.mean(refined.gains)) if refined.gains else None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    save_json(out, args.out)
     return 0
 
 

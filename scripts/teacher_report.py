@@ -142,6 +142,7 @@ def _before_after_grid(prefs, rows, samples, path: Path, per_oracle: int = 3) ->
 
 def cmd_map(args) -> None:
     from ivfusion.evaluation.datasets import open_dataset
+    from ivfusion.evaluation.report import summary
     from ivfusion.evaluation.runner import evaluate
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.evaluate import TeacherMethod
@@ -159,10 +160,7 @@ def cmd_map(args) -> None:
         emb = dict(zip(args.preferences, embedder("minilm", pcldm.text_dim)([PRESETS[p] for p in args.preferences])))
         methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
     res = evaluate(ds, methods, metrics=True, detection=True)
-    out = {}
-    for m in res.methods:
-        det = {k: {"mAP50": float(v.map50), "mAP50_95": float(v.map50_95)} for k, v in m.detection_scores.items()}
-        out[m.name] = {"metrics": {k: m.mean(k) for k in res.metric_names}, "detection": det}
+    out = summary(res)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"msrs_map_{args.tag}.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

@@ -12,18 +12,12 @@ from ivfusion.teacher.data import View, to_tensor
 from ivfusion.teacher.oracles import DetectionOracle, VisualOracle
 from ivfusion.teacher.refine import RefineConfig, Refiner, local_edit
 from ivfusion.training.losses import PresetLoss, fusion_loss
+from tests.unit.test_teacher import _one_thread  # noqa: F401  (autouse: one thread, as the teacher tests)
 
 BOX = (16, 16, 48, 48)
 VISUAL_LOSS = {"t0": 0.0, "sal_gain": 0.3, "intensity": 0.0, "gradient": 2.0, "ssim_t": 5.0, "ssim_v": 5.0,
                "color": 0.0, "scd": 1.0}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 class BrightnessDetector:

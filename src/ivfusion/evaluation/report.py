@@ -16,6 +16,23 @@ from ivfusion.evaluation.runner import EvalResult
 GRID_WIDTH = 320  # pixels per tile in image grids
 
 
+def summary(result: EvalResult) -> dict[str, dict]:
+    """JSON-ready ``{method: {"metrics": {name: mean}, "detection": {label set: {"mAP50", "mAP50_95"}}}}``: what
+    the measurement scripts store next to their tables."""
+    return {m.name: {"metrics": {k: m.mean(k) for k in result.metric_names},
+                     "detection": {k: {"mAP50": float(v.map50), "mAP50_95": float(v.map50_95)}
+                                   for k, v in m.detection_scores.items()}} for m in result.methods}
+
+
+def save_json(out: dict, path: Path) -> None:
+    """Write ``out`` as indented JSON (folders made) and print it, as the measurement scripts report."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 

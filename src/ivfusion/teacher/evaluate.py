@@ -10,8 +10,10 @@ method so the evaluator's mAP / fusion metrics apply to it unchanged.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,6 +25,22 @@ from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import ALL_CODES, NUM_CODES, STANDARD, PriorConfig, fusion_prior
 
 GRID_METRICS = ("SD", "SF", "MI", "SCD", "VIF", "Qabf")
+
+
+def msrs_bench_args(description: str, out: str, **extra: dict) -> argparse.Namespace:
+    """The command line of the teacher's MSRS benches: ``--model --steps --threads --limit --out`` (+ ``extra``:
+    option name -> ``add_argument`` keywords); sets the thread count."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default="outputs/train/paldm/final")
+    p.add_argument("--steps", type=int, default=5, help="DDIM steps per frame")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, help="first N MSRS pairs only")
+    p.add_argument("--out", type=Path, default=Path(out))
+    for name, kwargs in extra.items():
+        p.add_argument(name, **kwargs)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    return args
 
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
