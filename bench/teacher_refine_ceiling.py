@@ -24,7 +24,7 @@ from ivfusion.detection import Detector, DetectorConfig
 from ivfusion.evaluation.datasets import open_dataset
 from ivfusion.evaluation.report import save_json, summary
 from ivfusion.evaluation.runner import evaluate
-from ivfusion.teacher.data import View, _coco_names
+from ivfusion.teacher.data import View, coco_names
 from ivfusion.teacher.evaluate import TeacherMethod, msrs_bench_args
 from ivfusion.teacher.oracles import DetectionOracle
 from ivfusion.teacher.paldm import PALDM
@@ -37,7 +37,7 @@ class _Refined(TeacherMethod):
 
     def __init__(self, model: PALDM, steps: int, pseudo: dict, refiner: Refiner) -> None:
         super().__init__(model, "PALDM/standard+refined (pseudo-labels)", steps=steps)
-        self.pseudo, self.refiner, self.names, self.gains = pseudo, refiner, _coco_names(), []
+        self.pseudo, self.refiner, self.names, self.gains = pseudo, refiner, coco_names(), []
 
     def fuse(self, sample: PairSample) -> np.ndarray:
         ycrcb = cv2.cvtColor(super().fuse(sample), cv2.COLOR_BGR2YCrCb)

@@ -200,7 +200,7 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
 
     by_key, unlabelled = _by_key(resolved)
     pseudo = detector_labels(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
-    names = _coco_names() if unlabelled else {}
+    names = coco_names() if unlabelled else {}
     out: list[Instance] = []
     for i, img in enumerate(images):
         src, stem = by_key[img.key]
@@ -220,7 +220,7 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
     return out
 
 
-def _coco_names() -> dict[int, str]:
+def coco_names() -> dict[int, str]:
     """COCO class index -> name, as the shared detector reports them (the pseudo-labels store the index)."""
     from ivfusion.detection.torch_yolo import class_names
     from ivfusion.paths import default_detector_weights
@@ -241,10 +241,11 @@ def instance_view(images: list[Image], inst: Instance, patch: int) -> View:
     return View(t, y, inst.box, inst.objects, inst.classes, crcb)
 
 
-def instance_mask(inst: Instance, patch: int, oracle: str) -> np.ndarray:
-    """(P, P) float mask of a pair's IDPO loss: the boxes its oracle judged (``Instance.judged``)."""
+def instance_mask(inst: Instance, patch: int, oracle: str, region: bool = False) -> np.ndarray:
+    """(P, P) float mask of a pair's IDPO loss: the boxes its oracle judged (``Instance.judged``), or with
+    ``region`` the instance's region (a scene's whole window) whatever the oracle."""
     m = np.zeros((patch, patch), np.float32)
-    for x1, y1, x2, y2 in inst.judged(oracle):
+    for x1, y1, x2, y2 in (inst.box,) if region else inst.judged(oracle):
         m[y1:y2, x1:x2] = 1.0
     return m
 

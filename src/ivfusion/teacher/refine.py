@@ -122,12 +122,12 @@ class Refiner:
 
     def _search(self, cand: np.ndarray, view: View, seed: int) -> np.ndarray:
         """Cross-entropy search over the coarse maps, scored by the real detector (the oracle's own score).
-        The unchanged candidate is in the first population, so the result never scores below it."""
+        The unchanged candidate is also in the first population (all-zero maps), so the search starts from it."""
         cfg, rng = self.cfg, np.random.default_rng(seed)
         y, t = to_tensor(cand).unsqueeze(0), to_tensor(view.ir).unsqueeze(0)
         g = max(1, cand.shape[0] // cfg.cell)
         mean, std = np.zeros((3, g, g)), np.full((3, g, g), cfg.sigma)
-        best, best_score = cand, float(self.oracle.scores(cand[None], view)[0])
+        best, best_score = cand, float(self.oracle.scores(cand[None], view)[0])  # ties keep the unchanged candidate
         for it in range(cfg.iterations):
             pop = mean + std * rng.standard_normal((cfg.population, 3, g, g))
             if it == 0:

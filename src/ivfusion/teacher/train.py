@@ -174,7 +174,6 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     seed, steps = int(cfg["train"].get("seed", 0)), int(dcfg.get("candidate_steps", 10))
     cand_key = fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
                            steps=steps, seed=seed)
-    pairs_key = fingerprint(candidates=cand_key, oracles=cfg.get("oracles"), text=dcfg.get("text_encoder", "minilm"))
     cached = load_keyed(cand_file, cand_key)
     if cached is not None:
         candidates = cached["candidates"].numpy()
@@ -184,8 +183,7 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     if cfg.get("refine"):  # reward-refined candidates (teacher.refine) after the property codes: indices 9, 10, ...
         candidates, cand_key = _with_refined(cfg["refine"], images, instances, candidates, cand_key, patch, cache,
                                              progress)
-        pairs_key = fingerprint(candidates=cand_key, oracles=cfg.get("oracles"),
-                                text=dcfg.get("text_encoder", "minilm"))
+    pairs_key = fingerprint(candidates=cand_key, oracles=cfg.get("oracles"), text=dcfg.get("text_encoder", "minilm"))
     cached = json.loads(pairs_file.read_text()) if pairs_file.exists() else {}
     if cached.get("key") == pairs_key:
         pairs = cached["pairs"]
@@ -251,8 +249,7 @@ def _pair_batch(prefs: dict[str, Any], rows: list[dict], embeddings: dict[str, t
         out["vis_y"].append(to_tensor(y))
         out["winner"].append(to_tensor(winner_image(cands, p)))
         out["loser"].append(to_tensor(cands[p["loser"]]))
-        out["mask"].append(torch.from_numpy(instance_mask(inst, patch, "window" if window_mask else p["oracle"]))
-                           .unsqueeze(0))
+        out["mask"].append(torch.from_numpy(instance_mask(inst, patch, p["oracle"], window_mask)).unsqueeze(0))
         out["preference"].append(embeddings[p["text"]])
     return {k: torch.stack(v).to(device) for k, v in out.items()}
 
