@@ -57,11 +57,12 @@ class _Refined(TeacherMethod):
 def main() -> int:
     args = msrs_bench_args(__doc__.splitlines()[0], "outputs/teacher/refine_ceiling.json",
                            **{"--config": {"default": "config/train/idpo_v4.yaml",
-                                           "help": "its refine: detection entry is used"}})
+                                           "help": "its refine: detection entry is used"},
+                              "--fidelity": {"type": float, "help": "override the entry's fidelity weight"}})
     from ivfusion.teacher.train import IDPO_SECTIONS, load_config
 
     entry = next(r for r in load_config(args.config, IDPO_SECTIONS)["refine"] if r["objective"] == "detection")
-    cfg = RefineConfig.from_dict(dict(entry))
+    cfg = RefineConfig.from_dict({**entry, **({} if args.fidelity is None else {"fidelity": args.fidelity})})
     oracle = DetectionOracle(Detector(DetectorConfig(conf=0.05, iou=0.5, classes=BOX_CLASSES, imgsz=640)), iou=cfg.iou)
     pseudo = json.loads(Path("outputs/cache/student_detections.json").read_text())
     model = PALDM.from_pretrained(args.model)

@@ -64,6 +64,8 @@ def test_detection_refinement_raises_the_real_judges_score_and_never_lowers_it()
     assert detector.calls == 1 + 3 * 8 + 2  # the unchanged candidate, 3 rounds of 8, the check above
     empty = View(ir, vi, (0, 0, 64, 64))
     assert refiner(cand, empty) is cand  # nothing for the detector to find: nothing to refine
+    strict = Refiner(RefineConfig("detection", cell=16, iterations=3, population=8, elite=2, fidelity=100.0), oracle)
+    assert strict(cand, view, seed=1) is cand  # every brighter edit costs more in fidelity than it gains
 
 
 def test_visual_refinement_lowers_the_fusion_loss_within_its_bound():
