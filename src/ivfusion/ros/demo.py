@@ -33,6 +33,8 @@ from ivfusion.imaging.encodings import decode_image
 from ivfusion.ros import messages
 from ivfusion.ros.node import TOPICS, IvfusionNode
 
+DRAIN_S = 60.0  # the longest wait, after the last publish, for the node to finish the pairs it holds
+
 
 @dataclass(frozen=True)
 class DemoFrame:
@@ -170,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         for i, frame in enumerate(tqdm(frames, desc="publishing", unit="pair")):
             driver.publish(frame, base_ns + int(i * period * 1e9))
             time.sleep(max(0.0, start + (i + 1) * period - time.monotonic()))
-        drain = time.monotonic() + 5.0
-        while time.monotonic() < drain and len(driver.fused) < len(frames):
+        # Wait until every pair is accounted for (published as output, dropped or unpaired), not a fixed time: a
+        # node stalled for seconds per frame (seen once on a cold machine) still owes the frames it holds.
+        drain = time.monotonic() + DRAIN_S
+        while time.monotonic() < drain and _accounted(driver, node) < len(frames):
             time.sleep(0.05)
         _report(args, frames, driver, node)
     finally:
@@ -180,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         driver.destroy_node()
         rclpy.shutdown()
     return 0
+
+
+def _accounted(driver: _Driver, node: IvfusionNode) -> int:
+    """Pairs the node has finished with: fused outputs received, pairs it dropped, frames it could not pair."""
+    return len(driver.fused) + node._worker.stats.dropped + node._pairer.stats.misses
 
 
 def _report(args: argparse.Namespace, frames: list[DemoFrame], driver: _Driver, node: IvfusionNode) -> None:
