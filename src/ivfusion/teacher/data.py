@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -293,6 +294,15 @@ def load_keyed(file: Path, key: str) -> dict[str, torch.Tensor] | None:
         if (f.metadata() or {}).get("key") != key:
             return None
     return load_file(str(file))
+
+
+def keyed_cache(file: Path, key: str, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The cache at ``file`` when its fingerprint is ``key``, else ``build()`` saved there under ``key``."""
+    cached = load_keyed(file, key)
+    if cached is None:
+        cached = build()
+        save_keyed(cached, file, key)
+    return cached
 
 
 def save_keyed(tensors: dict[str, torch.Tensor], file: Path, key: str, **metadata: str) -> None:

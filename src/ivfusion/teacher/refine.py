@@ -176,9 +176,9 @@ def refine_candidates(images: list[Image], instances: Sequence[Instance], candid
                       configs: Sequence[RefineConfig], progress: bool = True) -> np.ndarray:
     """(N, len(configs), P, P) uint8: per instance, each config's refinement of its base candidate."""
     out = np.zeros((len(instances), len(configs), patch, patch), np.uint8)
+    views = [instance_view(images, inst, patch) for inst in instances]  # once, for every config
     for r, cfg in enumerate(configs):
         refiner = Refiner(cfg)
-        for n, inst in enumerate(tqdm(instances, desc=f"refine {cfg.objective}", unit="instance",
-                                      disable=not progress)):
-            out[n, r] = refiner(candidates[n, cfg.base], instance_view(images, inst, patch), seed=n)
+        for n, view in enumerate(tqdm(views, desc=f"refine {cfg.objective}", unit="instance", disable=not progress)):
+            out[n, r] = refiner(candidates[n, cfg.base], view, seed=n)
     return out

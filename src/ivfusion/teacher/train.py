@@ -146,8 +146,7 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
     from dataclasses import astuple
 
-    from ivfusion.teacher.data import (find_instances, find_scenes, fingerprint, is_held_out, load_images, load_keyed,
-                                       save_keyed)
+    from ivfusion.teacher.data import find_instances, find_scenes, fingerprint, is_held_out, keyed_cache, load_images
     from ivfusion.teacher.idpo import generate_candidates, preference_pairs
 
     dcfg = cfg["data"]
@@ -174,12 +173,8 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     seed, steps = int(cfg["train"].get("seed", 0)), int(dcfg.get("candidate_steps", 10))
     cand_key = fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
                            steps=steps, seed=seed)
-    cached = load_keyed(cand_file, cand_key)
-    if cached is not None:
-        candidates = cached["candidates"].numpy()
-    else:  # sampling is the slow part: save it before the oracles run
-        candidates = generate_candidates(model, images, instances, patch, seed=seed, steps=steps, progress=progress)
-        save_keyed({"candidates": torch.from_numpy(candidates)}, cand_file, cand_key)
+    candidates = keyed_cache(cand_file, cand_key, lambda: {"candidates": torch.from_numpy(generate_candidates(
+        model, images, instances, patch, seed=seed, steps=steps, progress=progress))})["candidates"].numpy()
     if cfg.get("refine"):  # reward-refined candidates (teacher.refine) after the property codes: indices 9, 10, ...
         candidates, cand_key = _with_refined(cfg["refine"], images, instances, candidates, cand_key, patch, cache,
                                              progress)
@@ -202,32 +197,24 @@ def _with_refined(refine_cfg: list[dict], images, instances, candidates: np.ndar
                   cache: Path, progress: bool) -> tuple[np.ndarray, str]:
     """The candidates with each ``refine:`` entry's refinement appended, and the key of the whole stack
     (cached under ``cache/refined.safetensors``, keyed by the base candidates and the refine settings)."""
-    from ivfusion.teacher.data import fingerprint, load_keyed, save_keyed
+    from ivfusion.teacher.data import fingerprint, keyed_cache
     from ivfusion.teacher.refine import RefineConfig, refine_candidates
 
     configs = [RefineConfig.from_dict(dict(r)) for r in refine_cfg]
     key = fingerprint(candidates=cand_key, refine=refine_cfg)
-    file = cache / "refined.safetensors"
-    cached = load_keyed(file, key)
-    if cached is not None:
-        refined = cached["refined"].numpy()
-    else:
-        refined = refine_candidates(images, instances, candidates, patch, configs, progress=progress)
-        save_keyed({"refined": torch.from_numpy(refined)}, file, key)
+    refined = keyed_cache(cache / "refined.safetensors", key, lambda: {"refined": torch.from_numpy(
+        refine_candidates(images, instances, candidates, patch, configs, progress=progress))})["refined"].numpy()
     return np.concatenate([candidates, refined], axis=1), key
 
 
 def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) -> dict[str, torch.Tensor]:
     """Preference-text embeddings, cached next to the pairs so a machine without the sentence encoder can train."""
-    from ivfusion.teacher.data import fingerprint, load_keyed, save_keyed
+    from ivfusion.teacher.data import fingerprint, keyed_cache
 
     if not texts:
         return {}
     key = fingerprint(texts=texts, kind=kind, dim=dim)
-    cached = load_keyed(cache_file, key)
-    if cached is None:
-        cached = {"embeddings": embedder(kind, dim)(texts).float()}
-        save_keyed(cached, cache_file, key)
+    cached = keyed_cache(cache_file, key, lambda: {"embeddings": embedder(kind, dim)(texts).float()})
     return dict(zip(texts, cached["embeddings"]))
 
 
