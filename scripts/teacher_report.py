@@ -145,7 +145,7 @@ def cmd_map(args) -> None:
     from ivfusion.evaluation.report import summary
     from ivfusion.evaluation.runner import evaluate
     from ivfusion.fusion.preference import PRESETS
-    from ivfusion.teacher.evaluate import TeacherMethod
+    from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES
     from ivfusion.teacher.train import embedder
@@ -159,8 +159,24 @@ def cmd_map(args) -> None:
         pcldm = PALDM.from_pretrained(args.pcldm)
         emb = dict(zip(args.preferences, embedder("minilm", pcldm.text_dim)([PRESETS[p] for p in args.preferences])))
         methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
+    if args.pcldm_folds:  # cross-fitted: frame of fold k fused by the k-th run (the one that held fold k out)
+        folds = [PALDM.from_pretrained(d) for d in args.pcldm_folds]
+        emb = dict(zip(args.preferences, embedder("minilm", folds[0].text_dim)([PRESETS[p] for p in args.preferences])))
+        methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps)
+                                 for k, m in enumerate(folds)], f"PCLDM/{p} (cross-fitted)")
+                    for p in args.preferences]
     res = evaluate(ds, methods, metrics=True, detection=True)
     out = summary(res)
+    if args.bootstrap:  # each teacher against the first method (the PALDM), paired over the same frames
+        from ivfusion.evaluation.bootstrap import paired_map_bootstrap
+
+        out["bootstrap_vs_first"] = []
+        for i in range(1, len(methods)):
+            for labels in ("fused", "union"):
+                (d,) = paired_map_bootstrap(res, ds.folder, list(ds.stems), a=i, b=[0], labels=labels,
+                                            n=args.bootstrap)
+                print(d.line())
+                out["bootstrap_vs_first"].append({**d.__dict__, "diff": d.diff})
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"msrs_map_{args.tag}.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
@@ -220,6 +236,9 @@ def main() -> int:
     m = sub.add_parser("map")
     m.add_argument("--paldm")
     m.add_argument("--pcldm")
+    m.add_argument("--pcldm-folds", nargs="+", help="cross-fitted PCLDM runs, fold 0 first (idpo_v5_f0 f1 ...)")
+    m.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
     m.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
     m.add_argument("--preferences", nargs="+", default=["detection", "visual"])
     m.add_argument("--tag", default="teacher")

@@ -333,3 +333,24 @@ def test_agrees_with_pycocotools_on_the_shared_detector_over_msrs(shared_root: P
     assert ours.map50_95 == pytest.approx(map50_95, abs=1e-3)
     for c, v in ap50.items():
         assert ours.per_class[c].ap50 == pytest.approx(v, abs=1e-3)
+
+
+def test_paired_bootstrap_sees_which_method_finds_more(tmp_path):
+    from ivfusion.data.pairs import PairsFolder
+    from ivfusion.detection.yolo import Detection
+    from ivfusion.evaluation.bootstrap import paired_map_bootstrap
+    from ivfusion.evaluation.runner import EvalResult, MethodResult
+
+    from tests.unit.tiny_data import write_tiny_pairs
+
+    folder = PairsFolder(write_tiny_pairs(tmp_path / "d", labels=True))  # one person per frame
+    stems = ["s0", "s1", "s2"]
+    hit = Detection(18.0, 12.0, 34.0, 28.0, 0.9, 0, "person")
+    finds_all = MethodResult("all", "ours", stems=stems, detections={s: [hit] for s in stems})
+    finds_one = MethodResult("one", "ours", stems=stems, detections={"s0": [hit], "s1": [], "s2": []})
+    result = EvalResult("tiny", "all", 3, (), [finds_one, finds_all], ("fused",))
+    (d,) = paired_map_bootstrap(result, folder, stems, a=1, b=[0], n=200, progress=False)
+    assert (d.a, d.b, d.map_a) == ("all", "one", pytest.approx(1.0)) and d.diff > 0.5
+    assert d.low <= d.diff <= d.high and d.p_a_above > 0.9  # only draws of s0 alone tie
+    (r,) = paired_map_bootstrap(result, folder, stems, n=200, progress=False)  # a=0 against the rest
+    assert r.diff == pytest.approx(-d.diff) and r.p_a_above == 0.0

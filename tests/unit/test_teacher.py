@@ -256,6 +256,64 @@ def test_scenes_hold_the_objects_and_masks_follow_the_oracle(tmp_path):
         assert view.ir.shape == (32, 32) and view.crcb.shape == (32, 32, 2) and view.objects == inst.objects
 
 
+def test_grid_windows_cover_the_frame_and_pseudo_objects_replace_the_labels(tmp_path):
+    from ivfusion.teacher.data import grid_origins
+
+    origins = grid_origins(640, 480, 256)
+    assert origins == [(0, 0), (192, 0), (384, 0), (0, 224), (192, 224), (384, 224)]
+    cover = np.zeros((480, 640), bool)
+    for x0, y0 in origins:
+        cover[y0:y0 + 256, x0:x0 + 256] = True
+    assert cover.all() and grid_origins(200, 100, 256) == [(0, 0)]
+
+    write_tiny_pairs(tmp_path / "data", labels=True)  # 52 x 40, one labelled person at the centre
+    images, resolved = load_images([{"name": str(tmp_path / "data")}])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # the shared detector's pseudo-labels, cached (so it is not run): on s0 a car at the left edge, and one below
+    # the score threshold; nothing on s1, s2
+    dets = {f"{resolved[0].label}/s{i}": [] for i in range(3)}
+    dets[f"{resolved[0].label}/s0"] = [[0.0, 0.1, 0.3, 0.6, 2, 0.9], [0.6, 0.1, 0.9, 0.6, 2, 0.1]]
+    (cache / "student_detections.json").write_text(json.dumps(dets))
+    scenes = find_scenes(images, resolved, 32, cache_dir=cache, min_side=4, windows="grid", pseudo_only=True)
+    assert len(scenes) == 3 * 4 and {s.key.split("#")[0] for s in scenes} == {i.key for i in images}
+    classes = {s.key: s.classes for s in scenes}
+    assert set(classes.values()) == {(), ("car",)}  # never the labelled person
+    s0 = images[0].key
+    assert [classes[f"{s0}#w{j}"] for j in range(4)] == [("car",), (), ("car",), ()]  # left column shows it
+    labelled = find_scenes(images, resolved, 32, cache_dir=cache, min_side=4, windows="grid")
+    assert {s.classes for s in labelled} <= {(), ("person",)} and any(s.objects for s in labelled)
+    with pytest.raises(ConfigError, match="windows"):
+        find_scenes(images, resolved, 32, cache_dir=cache, windows="tiles")
+
+
+def test_folds_partition_the_images_and_cross_fitting_fuses_each_frame_with_the_run_that_held_it_out():
+    from ivfusion.data.pairs import PairSample
+    from ivfusion.teacher.data import fold_of, is_held_out
+    from ivfusion.teacher.evaluate import CrossFitted
+
+    keys = [f"msrs/{i:05d}N" for i in range(40)]
+    for k in keys:
+        held = [is_held_out(f"{k}#w3", {"folds": 3, "fold": f}) for f in range(3)]
+        assert sum(held) == 1 and held[fold_of(k, 3)]  # exactly one fold holds each image out, by image
+    assert 0 < sum(fold_of(k, 2) for k in keys) < len(keys)
+    assert is_held_out(keys[0], 1.0) and not is_held_out(keys[0], 0.0)
+    with pytest.raises(ConfigError, match="fold"):
+        is_held_out(keys[0], {"folds": 2, "fold": 2})
+
+    class Constant:  # a fusion method whose output names it
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def fuse(self, sample: PairSample) -> np.ndarray:
+            return np.full((2, 2, 3), self.value, np.uint8)
+
+    crossfit = CrossFitted([Constant(0), Constant(1)], "cross-fitted")
+    for k in keys:
+        sample = PairSample(k.split("/")[1], np.zeros((2, 2), np.uint8), np.zeros((2, 2, 3), np.uint8))
+        assert crossfit.fuse(sample)[0, 0, 0] == fold_of(k, 2)
+
+
 # -------------------------------------------------------------------------------------- training loops
 def _paldm_cfg(data, out, steps):
     return {"output_dir": str(out), "model": TINY, "data": {"sources": [{"name": str(data)}], "patch": 32},

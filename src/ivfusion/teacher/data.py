@@ -14,6 +14,9 @@ Instances (IDPO) come in two kinds (``data.instances`` in the IDPO config):
   and box) as its objects and the whole window as its region. The detection oracle then judges what the
   evaluation measures -- every object of a frame at the detector's own scale, in colour -- and the visual oracle
   judges the whole window rather than a 128-px box whose cheapest win is added high frequency (IDPO v2).
+  ``windows: grid`` instead tiles each image with overlapping windows (every part of a frame is a scene), and
+  ``objects: pseudo`` takes the detector's pseudo-labels even where the dataset has labels, so a labelled
+  set can be adapted to without its labels ever reaching training (IDPO v5: MSRS, cross-fitted by ``folds``).
 """
 
 from __future__ import annotations
@@ -124,10 +127,11 @@ class RandomPatches(Dataset):
         return {"thermal": to_tensor(t), "vis_y": to_tensor(y)}
 
 
-def _by_key(resolved: list) -> tuple[dict[str, tuple], list]:
-    """``{"<dataset>/<stem>": (source, stem)}`` and the sources without labels (their objects are pseudo-labels)."""
+def _by_key(resolved: list, pseudo_only: bool = False) -> tuple[dict[str, tuple], list]:
+    """``{"<dataset>/<stem>": (source, stem)}`` and the sources whose objects are pseudo-labels: those without
+    labels, or all of them with ``pseudo_only``."""
     by_key = {f"{src.label}/{stem}": (src, stem) for src in resolved for stem in src.stems}
-    return by_key, [src for src in resolved if not src.folder.has_labels("union")]
+    return by_key, [src for src in resolved if pseudo_only or not src.folder.has_labels("union")]
 
 
 def _label_boxes(img: Image, src, stem: str) -> list[tuple[float, float, float, float, str]]:
@@ -180,33 +184,55 @@ def _window_boxes(boxes: list[tuple[float, float, float, float, str]], x0: int, 
 
 
 def _image_objects(img: Image, src, stem: str, pseudo: dict[str, list[list[float]]], min_score: float,
-                   names: dict[int, str]) -> list[tuple[float, float, float, float, str]]:
-    """(x1, y1, x2, y2, class name) in resized-image pixels: labels where the dataset has them, else the shared
-    detector's boxes on both bands merged by per-class NMS (the student's pseudo-labels)."""
+                   names: dict[int, str], pseudo_only: bool = False) -> list[tuple[float, float, float, float, str]]:
+    """(x1, y1, x2, y2, class name) in resized-image pixels: labels where the dataset has them (unless
+    ``pseudo_only``), else the shared detector's boxes on both bands merged by per-class NMS (the student's
+    pseudo-labels)."""
     from ivfusion.training.data import merge_pseudo_labels
 
-    if src.folder.has_labels("union"):
+    if not pseudo_only and src.folder.has_labels("union"):
         return _label_boxes(img, src, stem)
     h, w = img.thermal.shape
     merged = merge_pseudo_labels(pseudo.get(img.key, []), min_score)
     return [(x1 * w, y1 * h, x2 * w, y2 * h, names.get(int(c), str(int(c)))) for x1, y1, x2, y2, c in merged]
 
 
+def grid_origins(w: int, h: int, patch: int, overlap: float = 0.1) -> list[tuple[int, int]]:
+    """Top-left corners of ``patch`` windows covering a w x h image, neighbours overlapping by at least ``overlap``
+    (a 640x480 frame: 3 x 2 windows of 256)."""
+    def starts(n: int) -> list[int]:
+        if n <= patch:
+            return [0]
+        k = int(np.ceil((n - patch) / (patch * (1.0 - overlap)))) + 1
+        return [int(round(v)) for v in np.linspace(0, n - patch, k)]
+
+    return [(x0, y0) for y0 in starts(h) for x0 in starts(w)]
+
+
 def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: Path, min_score: float = 0.3,
-                min_side: int = 8) -> list[Instance]:
-    """One ``patch`` window per image, placed (centred on one of its objects, or the image centre) where it holds
-    the most objects, ties broken by object area; images without objects still give a scene (the visual and
-    text oracles judge it, the detection oracle abstains)."""
+                min_side: int = 8, windows: str = "best", pseudo_only: bool = False) -> list[Instance]:
+    """Scene instances. ``windows="best"``: one ``patch`` window per image, placed (centred on one of its objects,
+    or the image centre) where it holds the most objects, ties broken by object area. ``"grid"``: every window
+    of :func:`grid_origins`. Windows without objects still give a scene (the visual and text oracles judge it,
+    the detection oracle abstains)."""
     from ivfusion.training.data import detector_labels
 
-    by_key, unlabelled = _by_key(resolved)
+    if windows not in ("best", "grid"):
+        raise ConfigError(f"data.windows must be 'best' or 'grid', got {windows!r}")
+    by_key, unlabelled = _by_key(resolved, pseudo_only)
     pseudo = detector_labels(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
     names = coco_names() if unlabelled else {}
     out: list[Instance] = []
     for i, img in enumerate(images):
         src, stem = by_key[img.key]
         h, w = img.thermal.shape
-        objs = _image_objects(img, src, stem, pseudo, min_score, names)
+        objs = _image_objects(img, src, stem, pseudo, min_score, names, pseudo_only)
+        if windows == "grid":
+            for j, (x0, y0) in enumerate(grid_origins(w, h, patch)):
+                kept = _window_boxes(objs, x0, y0, patch, min_side)
+                out.append(Instance(f"{img.key}#w{j}", i, x0, y0, (0, 0, patch, patch),
+                                    tuple(b for b, _ in kept), tuple(n for _, n in kept)))
+            continue
         centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in objs] + [(w / 2, h / 2)]
         best = None
         for cx, cy in centres:
@@ -313,7 +339,19 @@ def save_keyed(tensors: dict[str, torch.Tensor], file: Path, key: str, **metadat
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(file), metadata={"key": key, **metadata})
 
 
-def is_held_out(key: str, fraction: float) -> bool:
-    """Held-out by image (never an instance of a training image): a stable hash of ``<dataset>/<stem>``."""
-    image_key = key.split("#", 1)[0]
-    return (zlib.crc32(image_key.encode()) % 1000) < fraction * 1000
+def fold_of(key: str, folds: int) -> int:
+    """The cross-fitting fold of an image (``<dataset>/<stem>``, or an instance key ``...#...``): a stable hash,
+    so every script that splits the same images agrees (training, the cross-fitted MSRS evaluation)."""
+    return zlib.crc32(key.split("#", 1)[0].encode()) % folds
+
+
+def is_held_out(key: str, rule: float | dict) -> bool:
+    """Held-out by image (never an instance of a training image), by a stable hash of ``<dataset>/<stem>``.
+    ``rule``: a fraction of the images, or ``{folds: K, fold: k}``: the images of fold k (cross-fitting: K runs,
+    each holding out one fold, together evaluate every image with a model that never trained on it)."""
+    if isinstance(rule, dict):
+        folds, fold = int(rule["folds"]), int(rule["fold"])
+        if not 0 <= fold < folds:
+            raise ConfigError(f"data.held_out: need 0 <= fold < folds, got fold {fold} of {folds}")
+        return fold_of(key, folds) == fold
+    return (zlib.crc32(key.split("#", 1)[0].encode()) % 1000) < float(rule) * 1000

@@ -152,6 +152,24 @@ class TeacherMethod:
         return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
 
 
+@dataclass
+class CrossFitted:
+    """An ``ivfusion eval`` method that fuses each frame with the fold model that never trained on it: frame
+    ``<dataset>/<stem>`` in fold k (:func:`ivfusion.teacher.data.fold_of`) goes to ``methods[k]``, the run that
+    held fold k out. Together the folds evaluate every frame of a set that was also the (label-free) training
+    domain, with no frame judged by a model that saw it."""
+
+    methods: Sequence[TeacherMethod]
+    name: str
+    dataset: str = "msrs"
+    kind: str = "ours"
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        from ivfusion.teacher.data import fold_of
+
+        return self.methods[fold_of(f"{self.dataset}/{sample.stem}", len(self.methods))].fuse(sample)
+
+
 @torch.no_grad()
 def before_after(paldm: PALDM, pcldm: PALDM, thermal: np.ndarray, vis_y: np.ndarray, preference: torch.Tensor, *,
                  steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -153,12 +153,15 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     patch = int(dcfg.get("patch", 128))
     images, resolved = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
     cache_dir, kind = Path(dcfg.get("cache_dir", "outputs/cache")), dcfg.get("instances", "objects")
+    if dcfg.get("objects", "labels") not in ("labels", "pseudo"):
+        raise ConfigError(f"data.objects must be 'labels' or 'pseudo', got {dcfg.get('objects')!r}")
     if kind == "objects":
         instances = find_instances(images, resolved, patch, cache_dir=cache_dir,
                                    max_per_image=int(dcfg.get("max_per_image", 4)))
     elif kind == "scenes":
         instances = find_scenes(images, resolved, patch, cache_dir=cache_dir,
-                                min_score=float(dcfg.get("min_score", 0.3)))
+                                min_score=float(dcfg.get("min_score", 0.3)), windows=dcfg.get("windows", "best"),
+                                pseudo_only=dcfg.get("objects", "labels") == "pseudo")
     else:
         raise ConfigError(f"data.instances must be 'objects' or 'scenes', got {kind!r}")
     if dcfg.get("max_instances"):
@@ -187,7 +190,7 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
         oracles = build_oracles(cfg.get("oracles") or {"visual": {}}, embed)
         pairs = preference_pairs(oracles, images, instances, candidates, patch, progress=progress)
         pairs_file.write_text(json.dumps({"key": pairs_key, "pairs": pairs}))
-    held = float(dcfg.get("held_out", 0.2))
+    held = dcfg.get("held_out", 0.2)  # a fraction of the images, or {folds: K, fold: k} (is_held_out)
     for p in pairs:
         p["held_out"] = is_held_out(instances[p["instance"]].key, held)
     return {"images": images, "instances": instances, "candidates": candidates, "pairs": pairs, "patch": patch}
