@@ -5,6 +5,7 @@
     .venv/bin/python scripts/teacher_report.py compare --idpo-config config/train/idpo.yaml \
         --pcldm outputs/train/idpo/final
     .venv/bin/python scripts/teacher_report.py map --paldm outputs/train/paldm/final --pcldm outputs/train/idpo/final
+    .venv/bin/python scripts/teacher_report.py pool outputs/teacher/idpo_v5_f0 outputs/teacher/idpo_v5_f1 --out DIR
 
 Everything is written under ``--out`` (outputs/teacher); held-out data: RoadScene's pinned ``val`` split for
 grid and codes (never trained on), held-out IDPO instances for ``compare``.
@@ -140,6 +141,21 @@ def _before_after_grid(prefs, rows, samples, path: Path, per_oracle: int = 3) ->
         cv2.imwrite(str(path), np.concatenate(lines, axis=0))
 
 
+def cmd_pool(args) -> None:
+    """Instance-weighted means of several ``compare`` results (the cross-fitted folds' held-out instances)."""
+    parts = [json.loads((Path(d) / "idpo_compare.json").read_text()) for d in args.folds]
+    pooled: dict[str, dict[str, float]] = {}
+    for oracle in sorted({o for part in parts for o, v in part.items() if isinstance(v, dict) and "instances" in v}):
+        rows = [part[oracle] for part in parts if oracle in part and part[oracle]["instances"]]
+        n = sum(r["instances"] for r in rows)
+        keys = [k for k in rows[0] if k != "instances"]
+        pooled[oracle] = {"instances": n, **{k: sum(r[k] * r["instances"] for r in rows) / n for k in keys}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "idpo_compare.json").write_text(json.dumps(pooled, indent=2))
+    print(json.dumps(pooled, indent=2))
+
+
 def cmd_map(args) -> None:
     from ivfusion.evaluation.datasets import open_dataset
     from ivfusion.evaluation.report import summary
@@ -233,6 +249,8 @@ def main() -> int:
     k.add_argument("--idpo-config", required=True)
     k.add_argument("--pcldm", required=True)
     k.add_argument("--steps", type=int, default=8)
+    pl = sub.add_parser("pool")
+    pl.add_argument("folds", nargs="+", help="compare --out folders")
     m = sub.add_parser("map")
     m.add_argument("--paldm")
     m.add_argument("--pcldm")
@@ -249,12 +267,13 @@ def main() -> int:
     sp.add_argument("--steps-list", type=int, nargs="+", default=[1, 8])
     sp.add_argument("--runs", type=int, default=3)
     sp.add_argument("--device", default="cpu", help="cpu or cuda (float32 both)")
-    for p in (g, c, k, m, sp):
+    for p in (g, c, k, pl, m, sp):
         p.add_argument("--out", default="outputs/teacher")
         p.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    {"grid": cmd_grid, "codes": cmd_codes, "compare": cmd_compare, "map": cmd_map, "speed": cmd_speed}[args.cmd](args)
+    {"grid": cmd_grid, "codes": cmd_codes, "compare": cmd_compare, "pool": cmd_pool, "map": cmd_map,
+     "speed": cmd_speed}[args.cmd](args)
     return 0
 
 
