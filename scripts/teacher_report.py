@@ -175,11 +175,12 @@ def cmd_map(args) -> None:
         pcldm = PALDM.from_pretrained(args.pcldm)
         emb = dict(zip(args.preferences, embedder("minilm", pcldm.text_dim)([PRESETS[p] for p in args.preferences])))
         methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
-    if args.pcldm_folds:  # cross-fitted: frame of fold k fused by the k-th run (the one that held fold k out)
-        folds = [PALDM.from_pretrained(d) for d in args.pcldm_folds]
+    for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
+        folds = [PALDM.from_pretrained(d) for d in dirs]
+        run = Path(dirs[0]).parent.name.rsplit("_f", 1)[0] if Path(dirs[0]).name == "final" else Path(dirs[0]).name
         emb = dict(zip(args.preferences, embedder("minilm", folds[0].text_dim)([PRESETS[p] for p in args.preferences])))
         methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps)
-                                 for k, m in enumerate(folds)], f"PCLDM/{p} (cross-fitted)")
+                                 for k, m in enumerate(folds)], f"PCLDM {run}/{p} (cross-fitted)")
                     for p in args.preferences]
     res = evaluate(ds, methods, metrics=True, detection=True)
     out = summary(res)
@@ -254,7 +255,8 @@ def main() -> int:
     m = sub.add_parser("map")
     m.add_argument("--paldm")
     m.add_argument("--pcldm")
-    m.add_argument("--pcldm-folds", nargs="+", help="cross-fitted PCLDM runs, fold 0 first (idpo_v5_f0 f1 ...)")
+    m.add_argument("--pcldm-folds", nargs="+", action="append",
+                   help="cross-fitted PCLDM runs, fold 0 first (idpo_v5_f0/final idpo_v5_f1/final); repeatable")
     m.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
     m.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")

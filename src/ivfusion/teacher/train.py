@@ -286,8 +286,13 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     texts = sorted({p["text"] for p in prefs["pairs"]})
     embeddings = _text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
                                   cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
-    train_rows = [p for p in prefs["pairs"] if not p["held_out"]]
-    held_rows = [p for p in prefs["pairs"] if p["held_out"]]
+    # train.oracles: learn from these oracles' verdicts only (the cached pairs keep all of them)
+    trained_oracles = set(tcfg.get("oracles") or {p["oracle"] for p in prefs["pairs"]})
+    if trained_oracles - {"detection", "visual", "text"}:
+        raise ConfigError(f"train.oracles: unknown {sorted(trained_oracles - {'detection', 'visual', 'text'})}")
+    pairs = [p for p in prefs["pairs"] if p["oracle"] in trained_oracles]
+    train_rows = [p for p in pairs if not p["held_out"]]
+    held_rows = [p for p in pairs if p["held_out"]]
     if not train_rows:
         raise ConfigError("IDPO: no training preference pairs (every oracle abstained or everything is held out)")
     beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
