@@ -351,6 +351,17 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatc
     assert (tmp_path / "idpo" / "preferences" / "candidates.safetensors").exists()
     PALDM.from_pretrained(pcldm)
 
+    # train.oracles: learn from one oracle's cached verdicts only; an unknown name fails before any work
+    import shutil
+
+    only_text = {**cfg, "output_dir": str(tmp_path / "idpo_text"), "train": {**cfg["train"], "oracles": ["text"]}}
+    shutil.copytree(tmp_path / "idpo" / "preferences", tmp_path / "idpo_text" / "preferences")
+    train_idpo(only_text, progress=False)
+    text_summary = json.loads((tmp_path / "idpo_text" / "dpo_eval.json").read_text())
+    assert text_summary["trained_oracles"] == ["text"] and set(text_summary["held_out_after"]) <= {"text", "all"}
+    with pytest.raises(ConfigError, match="train.oracles"):
+        train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "oracles": ["detectoin"]}})
+
     # the verdicts are kept, the candidates (deterministic, large) are regenerated where missing
     from safetensors.numpy import load_file as load_np
 

@@ -277,6 +277,11 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     if not cfg.get("init_from"):
         raise ConfigError("IDPO config needs init_from: a trained PALDM folder")
     tcfg = cfg["train"]
+    # train.oracles: learn from these oracles' verdicts only (the cached pairs keep all of them); checked before
+    # the candidates and verdicts are built, which take minutes
+    unknown = set(tcfg.get("oracles") or ()) - {"detection", "visual", "text"}
+    if unknown:
+        raise ConfigError(f"train.oracles: unknown {sorted(unknown)} (detection, visual, text)")
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
     policy = copy.deepcopy(reference).requires_grad_(True)
     loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
@@ -286,10 +291,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     texts = sorted({p["text"] for p in prefs["pairs"]})
     embeddings = _text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
                                   cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
-    # train.oracles: learn from these oracles' verdicts only (the cached pairs keep all of them)
     trained_oracles = set(tcfg.get("oracles") or {p["oracle"] for p in prefs["pairs"]})
-    if trained_oracles - {"detection", "visual", "text"}:
-        raise ConfigError(f"train.oracles: unknown {sorted(trained_oracles - {'detection', 'visual', 'text'})}")
     pairs = [p for p in prefs["pairs"] if p["oracle"] in trained_oracles]
     train_rows = [p for p in pairs if not p["held_out"]]
     held_rows = [p for p in pairs if p["held_out"]]
@@ -319,7 +321,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     rep = int(ecfg.get("repeats", 4))
     trained = loop.accelerator.unwrap_model(loop.model)
     summary = {"pairs_total": len(prefs["pairs"]), "pairs_train": len(train_rows), "pairs_held_out": len(held_rows),
-               "instances": len(prefs["instances"]), "beta": beta,
+               "instances": len(prefs["instances"]), "beta": beta, "trained_oracles": sorted(trained_oracles),
                "by_oracle_counts": {o: sum(p["oracle"] == o for p in prefs["pairs"])
                                     for o in sorted({p["oracle"] for p in prefs["pairs"]})},
                "held_out_after": dpo_eval(trained, reference, prefs, held_rows, embeddings, beta, rep,
