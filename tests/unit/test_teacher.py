@@ -141,8 +141,18 @@ def test_idpo_step_is_neutral_against_an_identical_reference_and_has_gradients()
     stats = idpo_step(policy, ref, batch, beta=100.0, generator=torch.Generator().manual_seed(0))
     assert stats.loss.item() == pytest.approx(math.log(2.0), abs=1e-5) and stats.margin.abs().max() < 1e-5
     assert stats.winner_error.shape == (2,) and stats.winner_error.requires_grad and (stats.winner_error > 0).all()
+    assert stats.anchor.item() == pytest.approx(0.0, abs=1e-10) and stats.anchor.requires_grad
     stats.loss.backward()
     assert policy.pref_proj.weight.grad is not None and policy.pref_proj.weight.grad.abs().sum() > 0
+
+    # the anchor measures the policy's departure from the reference outside the mask only
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert idpo_step(policy, ref, batch, beta=100.0, generator=g()).anchor.item() > 0
+    everywhere = {**batch, "mask": torch.ones(2, 1, 32, 32)}
+    assert idpo_step(policy, ref, everywhere, beta=100.0, generator=g()).anchor.item() == 0.0
 
 
 # ----------------------------------------------------------------------------------------------- oracles

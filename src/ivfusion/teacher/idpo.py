@@ -49,6 +49,7 @@ class DPOStats:
     margin: torch.Tensor  # (B,) implicit reward margin ("inside")
     accuracy: float  # fraction of margins > 0
     winner_error: torch.Tensor | None = None  # (B,) policy's masked error on the winners, with grad (SFT term)
+    anchor: torch.Tensor | None = None  # scalar, with grad: policy vs reference prediction outside the mask
 
 
 def dpo_loss(policy_w: torch.Tensor, policy_l: torch.Tensor, ref_w: torch.Tensor, ref_l: torch.Tensor,
@@ -82,11 +83,16 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
     pref = torch.cat([batch["preference"], batch["preference"]])
     target = torch.cat([policy.target_for(z_w, noise, t), policy.target_for(z_l, noise, t)])
     mask = latent_mask(torch.cat([batch["mask"], batch["mask"]]), policy.codec.factor)
-    err = masked_mse(net(x, tt, zi, zv, code, pref), target, mask)
+    pred = net(x, tt, zi, zv, code, pref)
+    err = masked_mse(pred, target, mask)
     with torch.no_grad():
-        ref_err = masked_mse(reference(x, tt, zi, zv, code, pref), target, mask)
+        ref_pred = reference(x, tt, zi, zv, code, pref)
+        ref_err = masked_mse(ref_pred, target, mask)
     stats = dpo_loss(err[:b], err[b:], ref_err[:b], ref_err[b:], beta)
-    return replace(stats, winner_error=err[:b])
+    # where no oracle judged (outside the mask), the policy should predict what the reference does: every IDPO
+    # run so far left a preference-independent mark (darker, grainier samples; docs/teacher.md, IDPO v5)
+    anchor = masked_mse(pred, ref_pred, 1.0 - mask).mean()
+    return replace(stats, winner_error=err[:b], anchor=anchor)
 
 
 @torch.no_grad()

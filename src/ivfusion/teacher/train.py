@@ -300,6 +300,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     beta, seed = float(tcfg.get("beta", 5000.0)), int(tcfg.get("seed", 0))
     batch_size = int(tcfg.get("batch_size", 8))
     sft_weight = float(tcfg.get("sft_weight", 0.0))  # x the winners' denoising error (idpo.py: RPO-style anchor)
+    anchor_weight = float(tcfg.get("anchor_weight", 0.0))  # x policy-vs-reference outside the judged region
     if tcfg.get("mask", "judged") not in ("judged", "window"):
         raise ConfigError(f"train.mask must be 'judged' or 'window', got {tcfg.get('mask')!r}")
     window_mask = tcfg.get("mask", "judged") == "window"
@@ -311,10 +312,11 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
         batch = _pair_batch(prefs, rows, embeddings, device, window_mask)
         stats = idpo_step(loop.model, reference, batch, beta, torch.Generator().manual_seed(seed * 1_000_003 + step))
         logs = {"margin": float(stats.margin.mean()), "dpo_acc": stats.accuracy}
-        if not sft_weight:
+        if not sft_weight and not anchor_weight:
             return stats.loss, logs
         sft = stats.winner_error.mean()
-        return stats.loss + sft_weight * sft, {**logs, "dpo": stats.loss.item(), "sft": sft.item()}
+        loss = stats.loss + sft_weight * sft + anchor_weight * stats.anchor
+        return loss, {**logs, "dpo": stats.loss.item(), "sft": sft.item(), "anchor": stats.anchor.item()}
 
     final = loop.run(step_fn)
     ecfg = cfg.get("eval") or {}
