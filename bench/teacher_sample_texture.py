@@ -22,12 +22,10 @@ import torch
 from tqdm import tqdm
 
 from ivfusion.evaluation.datasets import open_dataset
-from ivfusion.fusion.preference import PRESETS
 from ivfusion.teacher.data import to_tensor
-from ivfusion.teacher.evaluate import center_crop, to_uint8
+from ivfusion.teacher.evaluate import center_crop, preset_embeddings, run_name, to_uint8
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
-from ivfusion.teacher.train import embedder
 
 
 def grain(img: np.ndarray) -> float:
@@ -49,10 +47,9 @@ def main() -> None:
 
     ds = open_dataset("msrs", split="all")
     stems = list(ds.stems)[:: max(1, len(ds.stems) // args.frames)][: args.frames]
-    pref = embedder("minilm")([PRESETS["detection"]])[0].view(1, -1)
+    pref = preset_embeddings(["detection"])["detection"].view(1, -1)
     models = [("PALDM", PALDM.from_pretrained(args.paldm), None)]
-    models += [(str(Path(m).parent.name if Path(m).name == "final" else Path(m).name), PALDM.from_pretrained(m), pref)
-               for m in args.models]
+    models += [(run_name(m), PALDM.from_pretrained(m), pref) for m in args.models]
     stats = {name: {"mean": [], "grain": []} for name, _, _ in models}
     rows = []
     for stem in tqdm(stems, desc="samples", unit="frame"):

@@ -158,45 +158,41 @@ def cmd_pool(args) -> None:
 
 def cmd_map(args) -> None:
     from ivfusion.evaluation.datasets import open_dataset
-    from ivfusion.evaluation.report import summary
+    from ivfusion.evaluation.report import save_json, summary
     from ivfusion.evaluation.runner import evaluate
-    from ivfusion.fusion.preference import PRESETS
-    from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod
+    from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod, preset_embeddings, run_name
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES
-    from ivfusion.teacher.train import embedder
 
     ds = open_dataset("msrs", split="all", limit=args.limit)
     methods = []
     if args.paldm:
         paldm = PALDM.from_pretrained(args.paldm)
         methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
+    emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        emb = dict(zip(args.preferences, embedder("minilm", pcldm.text_dim)([PRESETS[p] for p in args.preferences])))
         methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
-        run = Path(dirs[0]).parent.name.rsplit("_f", 1)[0] if Path(dirs[0]).name == "final" else Path(dirs[0]).name
-        emb = dict(zip(args.preferences, embedder("minilm", folds[0].text_dim)([PRESETS[p] for p in args.preferences])))
+        run = run_name(dirs[0]).rsplit("_f", 1)[0]
         methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps)
                                  for k, m in enumerate(folds)], f"PCLDM {run}/{p} (cross-fitted)")
                     for p in args.preferences]
     res = evaluate(ds, methods, metrics=True, detection=True)
     out = summary(res)
     if args.bootstrap:  # each teacher against the first method (the PALDM), paired over the same frames
-        from ivfusion.evaluation.bootstrap import paired_map_bootstrap
+        from ivfusion.evaluation.bootstrap import bootstrap_pairs
 
+        pairs = [(i, 0) for i in range(1, len(methods))]
+        by_labels = {labels: bootstrap_pairs(res, ds.folder, list(ds.stems), pairs, labels=labels, n=args.bootstrap)
+                     for labels in ("fused", "union")}
         out["bootstrap_vs_first"] = []
-        for i in range(1, len(methods)):
-            for labels in ("fused", "union"):
-                (d,) = paired_map_bootstrap(res, ds.folder, list(ds.stems), a=i, b=[0], labels=labels,
-                                            n=args.bootstrap)
+        for k in range(len(pairs)):
+            for d in (by_labels["fused"][k], by_labels["union"][k]):
                 print(d.line())
                 out["bootstrap_vs_first"].append({**d.__dict__, "diff": d.diff})
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / f"msrs_map_{args.tag}.json").write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
 
 
 def cmd_speed(args) -> None:

@@ -43,10 +43,20 @@ def paired_map_bootstrap(result: EvalResult, folder, stems: list[str], *, a: int
     """Method ``a`` of ``result`` against methods ``b`` (default: every other one), mAP@0.5 on ``folder``'s
     ``labels``."""
     b = [j for j in range(len(result.methods)) if j != a] if b is None else list(b)
-    methods = [result.methods[a]] + [result.methods[j] for j in b]
+    return bootstrap_pairs(result, folder, stems, [(a, j) for j in b], labels=labels, n=n, seed=seed,
+                           progress=progress)
+
+
+def bootstrap_pairs(result: EvalResult, folder, stems: list[str], pairs: Sequence[tuple[int, int]], *,
+                    labels: str = "fused", n: int = 1000, seed: int = 0,
+                    progress: bool = True) -> list[PairedDifference]:
+    """A - B for each (A, B) index pair of ``result.methods``; every method involved is scored once per draw."""
+    used = sorted({i for pair in pairs for i in pair})
+    col = {m: k for k, m in enumerate(used)}
     rng = np.random.default_rng(seed)
     draws = [rng.integers(0, len(stems), len(stems)) for _ in range(n)]
-    preds = [{s: map_predictions(r.detections.get(s, []), DATASET_TO_COCO) for s in stems} for r in methods]
+    preds = [{s: map_predictions(result.methods[m].detections.get(s, []), DATASET_TO_COCO) for s in stems}
+             for m in used]
     gt = {s: folder.labels(s, labels) or [] for s in stems}
 
     def map50s(idx: np.ndarray) -> list[float]:
@@ -60,9 +70,9 @@ def paired_map_bootstrap(result: EvalResult, folder, stems: list[str], *, a: int
     observed = map50s(np.arange(len(stems)))
     boot = np.array([map50s(idx) for idx in tqdm(draws, desc=f"bootstrap ({labels})", disable=not progress)])
     out = []
-    for j, r in enumerate(methods[1:], start=1):
-        d = boot[:, 0] - boot[:, j]
+    for a, b in pairs:
+        d = boot[:, col[a]] - boot[:, col[b]]
         lo, hi = np.percentile(d, [5, 95])
-        out.append(PairedDifference(methods[0].name, r.name, labels, observed[0], observed[j], float(lo), float(hi),
-                                    float((d > 0).mean())))
+        out.append(PairedDifference(result.methods[a].name, result.methods[b].name, labels, observed[col[a]],
+                                    observed[col[b]], float(lo), float(hi), float((d > 0).mean())))
     return out

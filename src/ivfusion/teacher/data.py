@@ -184,16 +184,16 @@ def _window_boxes(boxes: list[tuple[float, float, float, float, str]], x0: int, 
 
 
 def _image_objects(img: Image, src, stem: str, pseudo: dict[str, list[list[float]]], min_score: float,
-                   names: dict[int, str], pseudo_only: bool = False) -> list[tuple[float, float, float, float, str]]:
-    """(x1, y1, x2, y2, class name) in resized-image pixels: labels where the dataset has them (unless
-    ``pseudo_only``), else the shared detector's boxes on both bands merged by per-class NMS (the student's
-    pseudo-labels)."""
+                   names: dict[int, str]) -> list[tuple[float, float, float, float, str]]:
+    """(x1, y1, x2, y2, class name) in resized-image pixels: the dataset's labels, or for the images in ``pseudo``
+    (the sources :func:`_by_key` names) the shared detector's boxes on both bands merged by per-class NMS (the
+    student's pseudo-labels)."""
     from ivfusion.training.data import merge_pseudo_labels
 
-    if not pseudo_only and src.folder.has_labels("union"):
+    if img.key not in pseudo:
         return _label_boxes(img, src, stem)
     h, w = img.thermal.shape
-    merged = merge_pseudo_labels(pseudo.get(img.key, []), min_score)
+    merged = merge_pseudo_labels(pseudo[img.key], min_score)
     return [(x1 * w, y1 * h, x2 * w, y2 * h, names.get(int(c), str(int(c)))) for x1, y1, x2, y2, c in merged]
 
 
@@ -220,13 +220,15 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
     if windows not in ("best", "grid"):
         raise ConfigError(f"data.windows must be 'best' or 'grid', got {windows!r}")
     by_key, unlabelled = _by_key(resolved, pseudo_only)
-    pseudo = detector_labels(unlabelled, cache_dir / "student_detections.json") if unlabelled else {}
+    wanted = {f"{src.label}/{stem}" for src in unlabelled for stem in src.stems}  # the cache holds other sets too
+    pseudo = {k: v for k, v in detector_labels(unlabelled, cache_dir / "student_detections.json").items()
+              if k in wanted} if unlabelled else {}
     names = coco_names() if unlabelled else {}
     out: list[Instance] = []
     for i, img in enumerate(images):
         src, stem = by_key[img.key]
         h, w = img.thermal.shape
-        objs = _image_objects(img, src, stem, pseudo, min_score, names, pseudo_only)
+        objs = _image_objects(img, src, stem, pseudo, min_score, names)
         if windows == "grid":
             for j, (x0, y0) in enumerate(grid_origins(w, h, patch)):
                 kept = _window_boxes(objs, x0, y0, patch, min_side)
@@ -339,10 +341,15 @@ def save_keyed(tensors: dict[str, torch.Tensor], file: Path, key: str, **metadat
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(file), metadata={"key": key, **metadata})
 
 
+def _image_hash(key: str) -> int:
+    """A stable hash of the image of ``key`` (``<dataset>/<stem>``, or an instance key ``...#...``)."""
+    return zlib.crc32(key.split("#", 1)[0].encode())
+
+
 def fold_of(key: str, folds: int) -> int:
     """The cross-fitting fold of an image (``<dataset>/<stem>``, or an instance key ``...#...``): a stable hash,
     so every script that splits the same images agrees (training, the cross-fitted MSRS evaluation)."""
-    return zlib.crc32(key.split("#", 1)[0].encode()) % folds
+    return _image_hash(key) % folds
 
 
 def is_held_out(key: str, rule: float | dict) -> bool:
@@ -354,4 +361,4 @@ def is_held_out(key: str, rule: float | dict) -> bool:
         if not 0 <= fold < folds:
             raise ConfigError(f"data.held_out: need 0 <= fold < folds, got fold {fold} of {folds}")
         return fold_of(key, folds) == fold
-    return (zlib.crc32(key.split("#", 1)[0].encode()) % 1000) < float(rule) * 1000
+    return (_image_hash(key) % 1000) < float(rule) * 1000

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ivfusion.data.pairs import PairSample
-from ivfusion.teacher.data import to_tensor
+from ivfusion.teacher.data import fold_of, to_tensor
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import ALL_CODES, NUM_CODES, STANDARD, PriorConfig, fusion_prior
 
@@ -41,6 +41,21 @@ def msrs_bench_args(description: str, out: str, **extra: dict) -> argparse.Names
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     return args
+
+
+def preset_embeddings(names: Sequence[str], dim: int = 384) -> dict[str, torch.Tensor]:
+    """Preset name -> the MiniLM embedding of its description: the preference a PCLDM is sampled with, as in
+    training (``oracles``' ``preference_text``)."""
+    from ivfusion.fusion.preference import PRESETS
+    from ivfusion.teacher.train import embedder
+
+    return dict(zip(names, embedder("minilm", dim)([PRESETS[n] for n in names])))
+
+
+def run_name(model_dir: str | Path) -> str:
+    """A training run's name for reports: ``outputs/train/<run>/final`` -> ``<run>``, any other folder -> its name."""
+    path = Path(model_dir)
+    return path.parent.name if path.name == "final" else path.name
 
 
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -165,8 +180,6 @@ class CrossFitted:
     kind: str = "ours"
 
     def fuse(self, sample: PairSample) -> np.ndarray:
-        from ivfusion.teacher.data import fold_of
-
         return self.methods[fold_of(f"{self.dataset}/{sample.stem}", len(self.methods))].fuse(sample)
 
 
