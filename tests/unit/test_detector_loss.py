@@ -108,6 +108,19 @@ def test_class_weights_name_the_detectors_classes(torch_yolo) -> None:
         DetectorLossConfig(weight=1.0, class_weights={"bicycle": 0.0})
 
 
+def test_class_names_come_from_the_export_folder_with_or_without_the_ir(ir_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from ivfusion.detection.torch_yolo import class_names
+
+    assert class_names(ir_path)[0] == "person" and class_names(ir_path / "yolov8n.xml")[2] == "car"
+    names_only = tmp_path / "names_only"  # what a GPU machine is given (scripts/teacher_gpu_bundle.py)
+    names_only.mkdir()
+    shutil.copy2(ir_path / "metadata.yaml", names_only / "metadata.yaml")
+    assert class_names(names_only) == class_names(ir_path)
+    assert class_names(tmp_path, nc=3) == {0: "0", 1: "1", 2: "2"}  # no metadata: indices, which match nothing
+
+
 def test_pseudo_labels_merge_both_bands() -> None:
     ir = [[0.1, 0.1, 0.3, 0.5, 0, 0.9], [0.6, 0.6, 0.8, 0.9, 2, 0.2]]  # the car is below the score floor
     vi = [[0.11, 0.1, 0.31, 0.5, 0, 0.7], [0.5, 0.1, 0.7, 0.4, 0, 0.8]]  # same person again + another one

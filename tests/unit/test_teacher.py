@@ -295,6 +295,14 @@ def test_grid_windows_cover_the_frame_and_pseudo_objects_replace_the_labels(tmp_
     assert {s.classes for s in labelled} <= {(), ("person",)} and any(s.objects for s in labelled)
     with pytest.raises(ConfigError, match="windows"):
         find_scenes(images, resolved, 32, cache_dir=cache, windows="tiles")
+    # denser windows (one every quarter patch) see the car from more positions; skip_empty keeps only those
+    assert grid_origins(640, 480, 256, overlap=0.75)[:8] == [(0, 0), (64, 0), (128, 0), (192, 0), (256, 0), (320, 0),
+                                                              (384, 0), (0, 56)]
+    dense = find_scenes(images, resolved, 32, cache_dir=cache, min_side=4, windows="grid", pseudo_only=True,
+                        overlap=0.75, skip_empty=True)
+    assert len(dense) > 2 and all(s.classes == ("car",) and s.key.startswith(s0) for s in dense)
+    with pytest.raises(ConfigError, match="window_overlap"):
+        find_scenes(images, resolved, 32, cache_dir=cache, windows="grid", overlap=1.0)
 
 
 def test_folds_partition_the_images_and_cross_fitting_fuses_each_frame_with_the_run_that_held_it_out():
@@ -310,6 +318,11 @@ def test_folds_partition_the_images_and_cross_fitting_fuses_each_frame_with_the_
     assert is_held_out(keys[0], 1.0) and not is_held_out(keys[0], 0.0)
     with pytest.raises(ConfigError, match="fold"):
         is_held_out(keys[0], {"folds": 2, "fold": 2})
+    # datasets: only those are split; extra training data stays in every fold
+    only_msrs = [{"folds": 2, "fold": f, "datasets": ["msrs"]} for f in range(2)]
+    assert [is_held_out(keys[0], r) for r in only_msrs] == [is_held_out(keys[0], {"folds": 2, "fold": f})
+                                                            for f in range(2)]
+    assert not any(is_held_out(f"roadscene/{i}#w0", r) for i in range(20) for r in only_msrs)
 
     class Constant:  # a fusion method whose output names it
         def __init__(self, value: int) -> None:

@@ -68,6 +68,28 @@ def test_detection_refinement_raises_the_real_judges_score_and_never_lowers_it()
     assert strict(cand, view, seed=1) is cand  # every brighter edit costs more in fidelity than it gains
 
 
+def test_a_detection_search_is_redone_exactly_from_its_maps():
+    from ivfusion.teacher.data import Image, Instance
+    from ivfusion.teacher.refine import apply_maps
+
+    ir, vi, cand = _scene()
+    cfg = RefineConfig("detection", cell=16, iterations=2, population=6, elite=2, base=0)
+    view = View(ir, vi, (0, 0, 64, 64), (BOX,), ("person",))
+    refined, maps = Refiner(cfg, DetectionOracle(BrightnessDetector(), iou=0.5)).refine(cand, view, seed=2)
+    assert maps.shape == (3, 4, 4) and maps.any() and not np.array_equal(refined, cand)
+    img = Image("x/0", ir, vi, np.dstack([vi] * 3), 1.0)
+    inst = Instance("x/0#w0", 0, 0, 0, (0, 0, 64, 64), (BOX,), ("person",))
+    redone = apply_maps([img], [inst], cand[None, None], 64, cfg, maps[None])
+    assert np.array_equal(redone[0], refined)  # a few numbers per window carry the whole refinement
+    kept, zeros = Refiner(cfg, DetectionOracle(BrightnessDetector())).refine(cand, View(ir, vi, (0, 0, 64, 64)))
+    assert kept is cand and not zeros.any()  # nothing to search for: zero maps, which redo the identity
+    assert np.array_equal(apply_maps([img], [inst], cand[None, None], 64, cfg, zeros[None])[0], cand)
+    with pytest.raises(ConfigError, match="only detection"):
+        apply_maps([img], [inst], cand[None, None], 64, RefineConfig("visual"), maps[None])
+    with pytest.raises(ConfigError, match="base candidate"):
+        apply_maps([img], [inst], cand[None, None], 64, RefineConfig("detection", cell=16), maps[None])
+
+
 def test_visual_refinement_lowers_the_fusion_loss_within_its_bound():
     ir, vi, cand = _scene()
     cfg = RefineConfig("visual", steps=20, lr=0.05, max_delta=0.1, loss=VISUAL_LOSS)
@@ -145,6 +167,59 @@ def test_idpo_preferences_append_refined_candidates_and_cache_them(tmp_path, mon
     cfg["refine"][0]["steps"] = 21  # other settings: the cache does not match
     with pytest.raises(AssertionError, match="refined again"):
         prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+
+
+def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes_asked_for(tmp_path, monkeypatch):
+    """The CPU/GPU split of IDPO v6: the CPU searches with the detector, the bundle carries only its maps, the
+    other machine (here a fresh output folder) regenerates the one standard candidate per window and rebuilds the
+    refinement from the maps, without the detector."""
+    from ivfusion.teacher.data import instance_patch
+    from ivfusion.teacher.evaluate import sample_codes
+    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.train import prepare_preferences, strip_refined
+    from tests.unit.test_teacher import TINY
+    from tests.unit.tiny_data import write_tiny_pairs
+
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
+    model = PALDM.from_pretrained(tmp_path / "paldm")
+    cfg = {"output_dir": str(tmp_path / "cpu"), "init_from": str(tmp_path / "paldm"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "candidate_steps": 1,
+                    "candidate_codes": [4], "instances": "scenes", "held_out": 0.1, "text_encoder": "hash",
+                    "cache_dir": str(tmp_path)},
+           "refine": [{"objective": "detection", "cell": 16, "iterations": 2, "population": 4, "elite": 2, "base": 0}],
+           "oracles": {"detection": {"iou": 0.3, "min_margin": 0.0, "candidates": [0, 1]}},
+           "train": {"seed": 3}}
+    import ivfusion.teacher.oracles as oracles
+
+    class Bright(oracles.DetectionOracle):  # a judge whose preference is known: the object's mean brightness
+        def __init__(self, **kw):
+            super().__init__(BrightnessDetector(), **kw)
+
+        def object_scores(self, candidates, view):
+            return np.array([[c[y1:y2, x1:x2].mean() / 255.0 for x1, y1, x2, y2 in view.objects] for c in candidates])
+
+    with monkeypatch.context() as m:  # the search's and the verdicts' judge (both build DetectionOracle)
+        m.setattr(oracles, "DetectionOracle", Bright)
+        cpu = prepare_preferences(cfg, model, progress=False)
+    cands = cpu["candidates"]
+    assert cands.shape == (3, 2, 48, 48)  # one code sampled + its refinement
+    inst = cpu["instances"][0]
+    t, y = instance_patch(cpu["images"], inst, 48)
+    assert np.array_equal(cands[0, 0], sample_codes(model, t, y, steps=1, seed=3 * 100003, codes=[4])[0])
+    assert np.abs(cands[0, 0].astype(int) - sample_codes(model, t, y, steps=1, seed=3 * 100003)[4]).max() <= 1
+    assert cpu["pairs"] and any(not np.array_equal(c[0], c[1]) for c in cands)
+    gpu = tmp_path / "gpu"
+    (gpu / "preferences").mkdir(parents=True)
+    for f in ("pairs.json",):
+        (gpu / "preferences" / f).write_bytes((tmp_path / "cpu" / "preferences" / f).read_bytes())
+    strip_refined(tmp_path / "cpu" / "preferences" / "refined.safetensors", gpu / "preferences" / "refined.safetensors")
+    assert (gpu / "preferences" / "refined.safetensors").stat().st_size < 2000
+    cfg["output_dir"] = str(gpu)  # no candidates, no refined images, no detector (the oracle would be the real one)
+    again = prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+    assert np.array_equal(again["candidates"], cands) and again["pairs"] == cpu["pairs"]
+    with pytest.raises(ConfigError, match="text oracle"):
+        prepare_preferences({**cfg, "oracles": {"text": {"prompts": ["x"]}}}, model, progress=False)
 
 
 def test_window_mask_widens_a_detection_pairs_loss_from_its_boxes_to_the_window():

@@ -199,7 +199,9 @@ def class_names(weights: str | Path, nc: int = 80) -> dict[int, str]:
     """Class names from the IR export's metadata.yaml (safe YAML), else the indices as strings."""
     import yaml as yaml_lib
 
-    metadata = ir_xml(Path(weights)).parent / "metadata.yaml"
+    weights = Path(weights)
+    # the export folder's metadata.yaml, even without the IR beside it (a machine given only the names)
+    metadata = weights / "metadata.yaml" if weights.is_dir() else weights.parent / "metadata.yaml"
     names = (yaml_lib.safe_load(metadata.read_text()) or {}).get("names") if metadata.exists() else None
     return {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {i: str(i) for i in range(nc)}
 

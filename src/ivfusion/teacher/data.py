@@ -210,15 +210,20 @@ def grid_origins(w: int, h: int, patch: int, overlap: float = 0.1) -> list[tuple
 
 
 def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: Path, min_score: float = 0.3,
-                min_side: int = 8, windows: str = "best", pseudo_only: bool = False) -> list[Instance]:
+                min_side: int = 8, windows: str = "best", pseudo_only: bool = False, overlap: float = 0.1,
+                skip_empty: bool = False) -> list[Instance]:
     """Scene instances. ``windows="best"``: one ``patch`` window per image, placed (centred on one of its objects,
     or the image centre) where it holds the most objects, ties broken by object area. ``"grid"``: every window
-    of :func:`grid_origins`. Windows without objects still give a scene (the visual and text oracles judge it,
-    the detection oracle abstains)."""
+    of :func:`grid_origins` with neighbours overlapping by ``overlap`` (0.75: a window every quarter patch, so
+    each object is seen at several positions and with several noises). Windows without objects still give a
+    scene (the visual and text oracles judge it, the detection oracle abstains) unless ``skip_empty``: a
+    detection-only run would spend candidates on them for nothing."""
     from ivfusion.training.data import detector_labels
 
     if windows not in ("best", "grid"):
         raise ConfigError(f"data.windows must be 'best' or 'grid', got {windows!r}")
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError(f"data.window_overlap must be in [0, 1), got {overlap}")
     by_key, unlabelled = _by_key(resolved, pseudo_only)
     wanted = {f"{src.label}/{stem}" for src in unlabelled for stem in src.stems}  # the cache holds other sets too
     pseudo = {k: v for k, v in detector_labels(unlabelled, cache_dir / "student_detections.json").items()
@@ -230,8 +235,10 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
         h, w = img.thermal.shape
         objs = _image_objects(img, src, stem, pseudo, min_score, names)
         if windows == "grid":
-            for j, (x0, y0) in enumerate(grid_origins(w, h, patch)):
+            for j, (x0, y0) in enumerate(grid_origins(w, h, patch, overlap)):
                 kept = _window_boxes(objs, x0, y0, patch, min_side)
+                if skip_empty and not kept:
+                    continue
                 out.append(Instance(f"{img.key}#w{j}", i, x0, y0, (0, 0, patch, patch),
                                     tuple(b for b, _ in kept), tuple(n for _, n in kept)))
             continue
@@ -244,6 +251,8 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
             if best is None or score > best[0]:
                 best = (score, x0, y0, kept)
         _, x0, y0, kept = best
+        if skip_empty and not kept:
+            continue
         out.append(Instance(f"{img.key}#scene", i, x0, y0, (0, 0, patch, patch),
                             tuple(b for b, _ in kept), tuple(n for _, n in kept)))
     return out
@@ -355,10 +364,14 @@ def fold_of(key: str, folds: int) -> int:
 def is_held_out(key: str, rule: float | dict) -> bool:
     """Held-out by image (never an instance of a training image), by a stable hash of ``<dataset>/<stem>``.
     ``rule``: a fraction of the images, or ``{folds: K, fold: k}``: the images of fold k (cross-fitting: K runs,
-    each holding out one fold, together evaluate every image with a model that never trained on it)."""
+    each holding out one fold, together evaluate every image with a model that never trained on it), optionally
+    with ``datasets: [...]``: only those datasets are split, the others train in every fold (extra data for a
+    cross-fitted evaluation on one dataset)."""
     if isinstance(rule, dict):
         folds, fold = int(rule["folds"]), int(rule["fold"])
         if not 0 <= fold < folds:
             raise ConfigError(f"data.held_out: need 0 <= fold < folds, got fold {fold} of {folds}")
+        if rule.get("datasets") is not None and key.split("/", 1)[0] not in rule["datasets"]:
+            return False
         return fold_of(key, folds) == fold
     return (_image_hash(key) % 1000) < float(rule) * 1000

@@ -72,13 +72,16 @@ def to_uint8(y: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def sample_codes(model: PALDM, thermal: np.ndarray, vis_y: np.ndarray, *, steps: int, seed: int = 0,
-                 preference: torch.Tensor | None = None) -> np.ndarray:
-    """(9, H, W) uint8: one sample per property code for one pair (shared initial noise)."""
+                 preference: torch.Tensor | None = None, codes: Sequence[int] | None = None) -> np.ndarray:
+    """(K, H, W) uint8: one sample per property code (all nine, or ``codes``) for one pair. The initial noise
+    is shared and drawn once per seed, so a code's sample does not depend on which other codes were asked for."""
     dev = model.device
-    t = to_tensor(thermal).to(dev).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
-    y = to_tensor(vis_y).to(dev).unsqueeze(0).expand(NUM_CODES, -1, -1, -1)
-    pref = None if preference is None else preference.to(dev).view(1, -1).expand(NUM_CODES, -1)
-    out = model.sample(t, y, torch.arange(NUM_CODES, device=dev), pref, steps=steps,
+    code = torch.arange(NUM_CODES) if codes is None else torch.as_tensor(list(codes), dtype=torch.long)
+    k = len(code)
+    t = to_tensor(thermal).to(dev).unsqueeze(0).expand(k, -1, -1, -1)
+    y = to_tensor(vis_y).to(dev).unsqueeze(0).expand(k, -1, -1, -1)
+    pref = None if preference is None else preference.to(dev).view(1, -1).expand(k, -1)
+    out = model.sample(t, y, code.to(dev), pref, steps=steps,
                        generator=torch.Generator().manual_seed(seed), shared_noise=True)
     return np.stack([to_uint8(o) for o in out])
 

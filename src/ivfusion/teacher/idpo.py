@@ -97,13 +97,15 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
 
 @torch.no_grad()
 def generate_candidates(model: PALDM, images: list[Image], instances: Sequence[Instance], patch: int, *,
-                        steps: int, seed: int, progress: bool = True) -> np.ndarray:
-    """(N, NUM_CODES, P, P) uint8: one DDIM sample per property code per instance (same noise for all codes)."""
+                        steps: int, seed: int, codes: Sequence[int] | None = None, progress: bool = True) -> np.ndarray:
+    """(N, K, P, P) uint8: one DDIM sample per property code (all nine, or ``codes``: candidate k is code
+    ``codes[k]``) per instance, the same noise for all codes."""
     from ivfusion.teacher.evaluate import sample_codes
 
-    out = np.zeros((len(instances), NUM_CODES, patch, patch), np.uint8)
+    out = np.zeros((len(instances), NUM_CODES if codes is None else len(codes), patch, patch), np.uint8)
     for n, inst in enumerate(tqdm(instances, desc="PALDM candidates", unit="instance", disable=not progress)):
-        out[n] = sample_codes(model, *instance_patch(images, inst, patch), steps=steps, seed=seed * 100003 + n)
+        out[n] = sample_codes(model, *instance_patch(images, inst, patch), steps=steps, seed=seed * 100003 + n,
+                              codes=codes)
     return out
 
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
 from ivfusion.models.color import ycbcr_to_rgb
-from ivfusion.teacher.data import Image, Instance, View, instance_view, to_tensor
+from ivfusion.teacher.data import Image, Instance, View, instance_patch, instance_view, to_tensor
 from ivfusion.teacher.evaluate import to_uint8
 from ivfusion.teacher.properties import STANDARD
 from ivfusion.training.losses import PresetLoss, fusion_loss
@@ -117,18 +117,26 @@ class Refiner:
 
     def __call__(self, cand: np.ndarray, view: View, seed: int = 0) -> np.ndarray:
         """(P, P) uint8 refined ``cand``; unchanged where there is nothing to refine for (no objects)."""
-        if self.cfg.objective == "detection":
-            return self._search(cand, view, seed) if view.objects else cand
-        return self._descend(cand, view)
+        return self.refine(cand, view, seed)[0]
 
-    def _search(self, cand: np.ndarray, view: View, seed: int) -> np.ndarray:
+    def refine(self, cand: np.ndarray, view: View, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+        """(refined ``cand``, for ``detection`` the (3, g, g) maps that made it from ``cand``: all zeros when the
+        search kept it, so :func:`apply_maps` redoes the refinement exactly from a few numbers)."""
+        if self.cfg.objective == "detection":
+            if not view.objects:
+                return cand, np.zeros((3, *(grid_size(cand.shape[0], self.cfg),) * 2), np.float32)
+            return self._search(cand, view, seed)
+        return self._descend(cand, view), None
+
+    def _search(self, cand: np.ndarray, view: View, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Cross-entropy search over the coarse maps, scored by the real detector (the oracle's own score).
         The unchanged candidate is also in the first population (all-zero maps), so the search starts from it."""
         cfg, rng = self.cfg, np.random.default_rng(seed)
         y, t = to_tensor(cand).unsqueeze(0), to_tensor(view.ir).unsqueeze(0)
-        g = max(1, cand.shape[0] // cfg.cell)
+        g = grid_size(cand.shape[0], cfg)
         mean, std = np.zeros((3, g, g)), np.full((3, g, g), cfg.sigma)
         best, best_score = cand, float(self._score(cand[None], cand, view)[0])  # ties keep the unchanged candidate
+        best_maps = np.zeros((3, g, g), np.float32)
         for it in range(cfg.iterations):
             pop = mean + std * rng.standard_normal((cfg.population, 3, g, g))
             if it == 0:
@@ -139,9 +147,9 @@ class Refiner:
             scores = self._score(imgs, cand, view)
             top = np.argsort(scores)[::-1][:cfg.elite]
             if scores[top[0]] > best_score:
-                best, best_score = imgs[top[0]], float(scores[top[0]])
+                best, best_score, best_maps = imgs[top[0]], float(scores[top[0]]), pop[top[0]].astype(np.float32)
             mean, std = pop[top].mean(axis=0), pop[top].std(axis=0) + 0.05
-        return best
+        return best, best_maps
 
     def _score(self, imgs: np.ndarray, cand: np.ndarray, view: View) -> np.ndarray:
         """The oracle's score, less ``fidelity`` x the mean absolute change: detections are not bought with
@@ -172,13 +180,48 @@ class Refiner:
             return to_uint8(edit()[0])
 
 
+def grid_size(patch: int, cfg: RefineConfig) -> int:
+    """Side of the detection search's control grid for a ``patch`` window."""
+    return max(1, patch // cfg.cell)
+
+
 def refine_candidates(images: list[Image], instances: Sequence[Instance], candidates: np.ndarray, patch: int,
-                      configs: Sequence[RefineConfig], progress: bool = True) -> np.ndarray:
-    """(N, len(configs), P, P) uint8: per instance, each config's refinement of its base candidate."""
-    out = np.zeros((len(instances), len(configs), patch, patch), np.uint8)
+                      configs: Sequence[RefineConfig], progress: bool = True
+                      ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(N, len(configs), P, P) uint8: per instance, each config's refinement of its base candidate; and per
+    ``detection`` config r, its maps (N, 3, g, g) (:func:`apply_maps` rebuilds the images from them)."""
+    out, maps = np.zeros((len(instances), len(configs), patch, patch), np.uint8), {}
     views = [instance_view(images, inst, patch) for inst in instances]  # once, for every config
     for r, cfg in enumerate(configs):
+        _check_base(cfg, candidates.shape[1])
         refiner = Refiner(cfg)
         for n, view in enumerate(tqdm(views, desc=f"refine {cfg.objective}", unit="instance", disable=not progress)):
-            out[n, r] = refiner(candidates[n, cfg.base], view, seed=n)
+            out[n, r], m = refiner.refine(candidates[n, cfg.base], view, seed=n)
+            if m is not None:
+                maps.setdefault(r, np.zeros((len(instances), *m.shape), np.float32))[n] = m
+    return out, maps
+
+
+def apply_maps(images: list[Image], instances: Sequence[Instance], candidates: np.ndarray, patch: int,
+               cfg: RefineConfig, maps: np.ndarray) -> np.ndarray:
+    """(N, P, P) uint8: the detection refinement of each instance's base candidate redone from its maps.
+
+    Why: the search needs the detector, the training machine may not have it. A cache of maps (a few numbers per
+    window) travels where the refined images would not, and applied to that machine's own candidates (GPU samples
+    differ from CPU ones by a grey level or two) it gives winner and loser from the same sample."""
+    if cfg.objective != "detection":
+        raise ConfigError(f"refine: only detection refinements can be rebuilt from maps, not {cfg.objective!r}")
+    _check_base(cfg, candidates.shape[1])
+    out = np.zeros((len(instances), patch, patch), np.uint8)
+    for n, inst in enumerate(instances):
+        t, _ = instance_patch(images, inst, patch)
+        y = to_tensor(candidates[n, cfg.base]).unsqueeze(0)
+        with torch.no_grad():
+            out[n] = to_uint8(local_edit(y, to_tensor(t).unsqueeze(0), torch.from_numpy(maps[n]).unsqueeze(0), cfg)[0])
     return out
+
+
+def _check_base(cfg: RefineConfig, num_candidates: int) -> None:
+    if not 0 <= cfg.base < num_candidates:
+        raise ConfigError(f"refine: base candidate {cfg.base}, but only {num_candidates} candidates per instance "
+                          "(with data.candidate_codes, base indexes that list)")

@@ -161,7 +161,9 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     elif kind == "scenes":
         instances = find_scenes(images, resolved, patch, cache_dir=cache_dir,
                                 min_score=float(dcfg.get("min_score", 0.3)), windows=dcfg.get("windows", "best"),
-                                pseudo_only=dcfg.get("objects", "labels") == "pseudo")
+                                pseudo_only=dcfg.get("objects", "labels") == "pseudo",
+                                overlap=float(dcfg.get("window_overlap", 0.1)),
+                                skip_empty=bool(dcfg.get("skip_empty", False)))
     else:
         raise ConfigError(f"data.instances must be 'objects' or 'scenes', got {kind!r}")
     if dcfg.get("max_instances"):
@@ -174,10 +176,17 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     # the PALDM, the instances and the seed (noise is drawn on the CPU), so they are regenerated where missing,
     # e.g. on a GPU machine given only pairs.json; the verdicts are the expensive part and need the detector.
     seed, steps = int(cfg["train"].get("seed", 0)), int(dcfg.get("candidate_steps", 10))
+    # data.candidate_codes: sample only these property codes (candidate k is code codes[k]); a run that ranks
+    # only the standard candidate against its refinement needs one sample per window, not nine
+    codes = dcfg.get("candidate_codes")
+    codes = None if codes is None else [int(c) for c in codes]
+    if codes is not None and "text" in (cfg.get("oracles") or {}):
+        raise ConfigError("data.candidate_codes: the text oracle ranks all nine property codes; drop one of them")
+    extra = {} if codes is None else {"codes": codes}  # keeps the keys of caches built before the option
     cand_key = fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
-                           steps=steps, seed=seed)
+                           steps=steps, seed=seed, **extra)
     candidates = keyed_cache(cand_file, cand_key, lambda: {"candidates": torch.from_numpy(generate_candidates(
-        model, images, instances, patch, seed=seed, steps=steps, progress=progress))})["candidates"].numpy()
+        model, images, instances, patch, seed=seed, steps=steps, codes=codes, progress=progress))})["candidates"].numpy()
     if cfg.get("refine"):  # reward-refined candidates (teacher.refine) after the property codes: indices 9, 10, ...
         candidates, cand_key = _with_refined(cfg["refine"], images, instances, candidates, cand_key, patch, cache,
                                              progress)
@@ -199,15 +208,46 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
 def _with_refined(refine_cfg: list[dict], images, instances, candidates: np.ndarray, cand_key: str, patch: int,
                   cache: Path, progress: bool) -> tuple[np.ndarray, str]:
     """The candidates with each ``refine:`` entry's refinement appended, and the key of the whole stack
-    (cached under ``cache/refined.safetensors``, keyed by the base candidates and the refine settings)."""
-    from ivfusion.teacher.data import fingerprint, keyed_cache
-    from ivfusion.teacher.refine import RefineConfig, refine_candidates
+    (cached under ``cache/refined.safetensors``, keyed by the base candidates and the refine settings).
+
+    The cache also holds the detection searches' maps (``maps<r>``). A copy with only the maps
+    (:func:`strip_refined`) is enough: the refined images are then rebuilt from this machine's candidates
+    (``refine.apply_maps``), which is how a GPU machine without the detector trains on the CPU's verdicts."""
+    from ivfusion.teacher.data import fingerprint, load_keyed, save_keyed
+    from ivfusion.teacher.refine import RefineConfig, apply_maps, refine_candidates
 
     configs = [RefineConfig.from_dict(dict(r)) for r in refine_cfg]
-    key = fingerprint(candidates=cand_key, refine=refine_cfg)
-    refined = keyed_cache(cache / "refined.safetensors", key, lambda: {"refined": torch.from_numpy(
-        refine_candidates(images, instances, candidates, patch, configs, progress=progress))})["refined"].numpy()
+    key, file = fingerprint(candidates=cand_key, refine=refine_cfg), cache / "refined.safetensors"
+    cached = load_keyed(file, key)
+    if cached is None:
+        refined, maps = refine_candidates(images, instances, candidates, patch, configs, progress=progress)
+        cached = {"refined": torch.from_numpy(refined), **{f"maps{r}": torch.from_numpy(m) for r, m in maps.items()}}
+        save_keyed(cached, file, key)
+    if "refined" in cached:
+        refined = cached["refined"].numpy()
+    else:
+        missing = [r for r in range(len(configs)) if f"maps{r}" not in cached]
+        if missing:
+            raise ConfigError(f"{file}: neither refined images nor maps for refine entries {missing}")
+        refined = np.stack([apply_maps(images, instances, candidates, patch, c, cached[f"maps{r}"].numpy())
+                            for r, c in enumerate(configs)], axis=1)
     return np.concatenate([candidates, refined], axis=1), key
+
+
+def strip_refined(src: Path, dst: Path) -> None:
+    """Copy a ``refined.safetensors`` cache keeping only the detection maps (kilobytes instead of the images)."""
+    from safetensors import safe_open
+
+    from ivfusion.teacher.data import load_keyed, save_keyed
+
+    with safe_open(str(src), "pt") as f:
+        key = (f.metadata() or {}).get("key", "")
+    tensors = load_keyed(src, key) or {}
+    maps = {k: v for k, v in tensors.items() if k.startswith("maps")}
+    if not maps:
+        raise ConfigError(f"{src}: no detection maps to keep (a cache from before maps were stored, or no "
+                          "detection refinement)")
+    save_keyed(maps, dst, key)
 
 
 def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) -> dict[str, torch.Tensor]:
@@ -270,8 +310,9 @@ def dpo_eval(policy: PALDM, reference: PALDM, prefs: dict[str, Any], rows: list[
     return res
 
 
-def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) -> Path:
-    """IDPO fine-tuning of a PALDM into a PCLDM per ``cfg`` (config/train/idpo.yaml)."""
+def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True, prepare_only: bool = False) -> Path:
+    """IDPO fine-tuning of a PALDM into a PCLDM per ``cfg`` (config/train/idpo.yaml). ``prepare_only``: build the
+    preference cache and return its folder without training."""
     from ivfusion.teacher.idpo import idpo_step
 
     if not cfg.get("init_from"):
@@ -291,6 +332,8 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     texts = sorted({p["text"] for p in prefs["pairs"]})
     embeddings = _text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
                                   cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
+    if prepare_only:
+        return Path(cfg["output_dir"]) / "preferences"
     trained_oracles = set(tcfg.get("oracles") or {p["oracle"] for p in prefs["pairs"]})
     pairs = [p for p in prefs["pairs"] if p["oracle"] in trained_oracles]
     train_rows = [p for p in pairs if not p["held_out"]]

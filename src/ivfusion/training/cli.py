@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "student":
             t.add_argument("--stop-at-step", type=int,
                            help="stop and save at this step, keeping the LR schedule of train.steps")
+        if name == "idpo":
+            t.add_argument("--prepare-only", action="store_true",
+                           help="build the preference cache (candidates, refinements, verdicts, text embeddings) "
+                                "and stop: the CPU half of a CPU/GPU split (docs/teacher.md)")
         t.add_argument("--no-resume", action="store_true", help="ignore checkpoints in output_dir")
         t.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -46,7 +50,8 @@ def _teacher(args: argparse.Namespace) -> int:
     sections = {"paldm": teacher.PALDM_SECTIONS, "idpo": teacher.IDPO_SECTIONS, "distill": distill.DISTILL_SECTIONS}
     cfg = _override(teacher.load_config(args.config, sections[args.what]), args)
     run = {"paldm": teacher.train_paldm, "idpo": teacher.train_idpo, "distill": distill.train_distill}[args.what]
-    final = run(cfg, resume=not args.no_resume, progress=not args.no_progress)
+    extra = {"prepare_only": True} if getattr(args, "prepare_only", False) else {}
+    final = run(cfg, resume=not args.no_resume, progress=not args.no_progress, **extra)
     print(f"saved {final}")
     return 0
 

@@ -1,0 +1,77 @@
+"""Pack what an IDPO run needs on the GPU machine into one folder (the CPU half of the CPU/GPU split).
+
+    python scripts/teacher_gpu_bundle.py --config config/train/idpo_v6_f0.yaml --out .gpu_bundle
+
+The GPU machine has neither the shared data nor the shared OpenVINO detector, and takes at most 64 MiB of files.
+So the CPU builds the preference cache (``ivfusion train idpo --prepare-only``) and this script copies:
+
+* ``shared/datasets/<name>`` for the config's sources and the detector's ``metadata.yaml`` (class names, to match
+  pseudo-labels to detections), under a ``shared/`` root for ``IVFUSION_SHARED``;
+* ``init/``: the PALDM the run starts from; ``cache/``: the pseudo-label cache;
+* ``preferences/``: the verdicts (``pairs.json``), the text embeddings, and the detection searches' maps only
+  (``teacher.train.strip_refined``): the machine regenerates the candidates from their seeds and rebuilds the
+  refinements from the maps.
+
+``scripts/teacher_gpu_train.sh`` unpacks it there and trains. The folder holds third-party data: give it a name
+that ``.git/info/exclude`` ignores (the device tool carries it), never commit it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from ivfusion.errors import ConfigError
+from ivfusion.paths import default_detector_weights, shared_root
+from ivfusion.teacher.train import IDPO_SECTIONS, load_config, strip_refined
+
+PREFERENCE_FILES = ("pairs.json", "texts.safetensors")
+
+
+def _source_names(cfg: dict) -> list[str]:
+    names = [s["name"] if isinstance(s, dict) else str(s) for s in cfg["data"]["sources"]]
+    if any("/" in n for n in names):
+        raise ConfigError(f"bundle: sources must be shared dataset names, got {names}")
+    return names
+
+
+def bundle(config: Path, out: Path) -> list[Path]:
+    """Write the bundle for ``config`` into ``out`` (replaced); returns the files written."""
+    cfg = load_config(config, IDPO_SECTIONS)
+    prefs = Path(cfg["output_dir"]) / "preferences"
+    missing = [f for f in (*PREFERENCE_FILES, "refined.safetensors") if not (prefs / f).exists()]
+    if missing:
+        raise ConfigError(f"{prefs}: no {missing}; run `ivfusion train idpo --config {config} --prepare-only` first")
+    if out.exists():
+        shutil.rmtree(out)
+    for name in _source_names(cfg):
+        src = shared_root() / "datasets" / name
+        shutil.copytree(src, out / "shared" / "datasets" / name, ignore=shutil.ignore_patterns("labels"))
+    weights = default_detector_weights()
+    (out / "shared" / "weights" / weights.name).mkdir(parents=True)
+    shutil.copy2(weights / "metadata.yaml", out / "shared" / "weights" / weights.name / "metadata.yaml")
+    shutil.copytree(cfg["init_from"], out / "init")
+    cache = Path(cfg["data"].get("cache_dir", "outputs/cache"))
+    (out / "cache").mkdir()
+    shutil.copy2(cache / "student_detections.json", out / "cache" / "student_detections.json")
+    (out / "preferences").mkdir()
+    for f in PREFERENCE_FILES:
+        shutil.copy2(prefs / f, out / "preferences" / f)
+    strip_refined(prefs / "refined.safetensors", out / "preferences" / "refined.safetensors")
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, required=True, help="an IDPO config whose preference cache is built")
+    p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced)")
+    args = p.parse_args()
+    files = bundle(args.config, args.out)
+    size = sum(f.stat().st_size for f in files)
+    print(f"{args.out}: {len(files)} files, {size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
