@@ -13,6 +13,10 @@ the cached candidate, and inside the object boxes it prints
 * ``cos``: the cosine between the two changes; ``|policy|``/``|edit|``: their RMS sizes in grey levels;
 * ``outside``: the RMS change outside the boxes (what the anchor holds at zero).
 
+With ``--consistency`` it measures instead how much the search's edits agree with each other where two windows
+of the same frame overlap (cosine of the two edits over the object pixels both windows hold): the part of the edit
+that a policy could learn as a rule, rather than as a per-window accident.
+
 Needs the config's preference cache (``ivfusion train idpo --config ... --prepare-only``).
 """
 
@@ -28,7 +32,7 @@ from tqdm import tqdm
 from ivfusion.teacher.data import instance_mask, instance_patch
 from ivfusion.teacher.evaluate import preset_embeddings, run_name, sample_codes
 from ivfusion.teacher.paldm import PALDM
-from ivfusion.teacher.properties import STANDARD
+from ivfusion.teacher.properties import NUM_CODES, STANDARD
 from ivfusion.teacher.train import IDPO_SECTIONS, load_config, prepare_preferences
 
 
@@ -45,9 +49,39 @@ def edit_stats(policy: np.ndarray, cand: np.ndarray, refined: np.ndarray, mask: 
             "outside_rms": float(np.sqrt(np.mean(d_pol[~m] ** 2))) if (~m).any() else 0.0}
 
 
+def edit_consistency(prefs: dict, rows: list[dict], base: int) -> tuple[float, int]:
+    """Mean cosine, over overlapping window pairs of one frame, of their edits on the object pixels both hold."""
+    by_image: dict[int, list[dict]] = {}
+    for p in rows:
+        by_image.setdefault(prefs["instances"][p["instance"]].image, []).append(p)
+    patch, cosines = prefs["patch"], []
+    for group in by_image.values():
+        for i, p in enumerate(group):
+            for q in group[i + 1:]:
+                a, b = prefs["instances"][p["instance"]], prefs["instances"][q["instance"]]
+                x0, y0 = max(a.x0, b.x0), max(a.y0, b.y0)
+                x1, y1 = min(a.x0, b.x0) + patch, min(a.y0, b.y0) + patch
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                edits, masks = [], []
+                for inst, pair in ((a, p), (b, q)):
+                    c = prefs["candidates"][pair["instance"]]
+                    e = c[pair["winner"]].astype(np.float64) - c[base]
+                    m = instance_mask(inst, patch, "detection")
+                    sl = (slice(y0 - inst.y0, y1 - inst.y0), slice(x0 - inst.x0, x1 - inst.x0))
+                    edits.append(e[sl])
+                    masks.append(m[sl] > 0)
+                m = masks[0] & masks[1]
+                u, v = edits[0][m], edits[1][m]
+                if m.sum() >= 64 and u.any() and v.any():
+                    cosines.append(float(u @ v) / float(np.sqrt((u @ u) * (v @ v))))
+    return (float(np.mean(cosines)) if cosines else float("nan")), len(cosines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="PCLDM folders trained with --config's fold held out")
+    ap.add_argument("models", nargs="*", help="PCLDM folders trained with --config's fold held out")
+    ap.add_argument("--consistency", action="store_true", help="agreement of the search's own edits (all pairs)")
     ap.add_argument("--config", type=Path, required=True, help="the IDPO config (its cache and held-out rule)")
     ap.add_argument("--max-windows", type=int, default=60, help="the first N held-out pairs (0 = all)")
     ap.add_argument("--threads", type=int, default=2)
@@ -56,9 +90,15 @@ def main() -> None:
 
     cfg = load_config(args.config, IDPO_SECTIONS)
     prefs = prepare_preferences(cfg, PALDM.from_pretrained(cfg["init_from"]), progress=False)
-    codes = cfg["data"].get("candidate_codes")
-    base = 0 if codes else STANDARD.index  # the standard candidate's index in the stack
-    code = int(codes[0]) if codes else STANDARD.index
+    codes = [int(c) for c in cfg["data"].get("candidate_codes") or range(NUM_CODES)]
+    if STANDARD.index not in codes:
+        raise SystemExit(f"{args.config}: data.candidate_codes {codes} has no standard code ({STANDARD.index})")
+    code = STANDARD.index
+    base = codes.index(code)  # the standard candidate's index in the stack
+    if args.consistency:
+        every = [p for p in prefs["pairs"] if p["oracle"] == "detection" and p["loser"] == base]
+        cos, n = edit_consistency(prefs, every, base)
+        print(f"edit consistency: mean cosine {cos:.3f} over {n} overlapping window pairs ({len(every)} pairs)")
     rows = [p for p in prefs["pairs"] if p["held_out"] and p["oracle"] == "detection" and p["loser"] == base]
     rows = rows[: args.max_windows or None]
     seed, steps, patch = int(cfg["train"].get("seed", 0)), int(cfg["data"].get("candidate_steps", 10)), prefs["patch"]

@@ -5,8 +5,9 @@
 The GPU machine has neither the shared data nor the shared OpenVINO detector, and takes at most 64 MiB of files.
 So the CPU builds the preference cache (``ivfusion train idpo --prepare-only``) and this script copies:
 
-* ``shared/datasets/<name>`` for the config's sources and the detector's ``metadata.yaml`` (class names, to match
-  pseudo-labels to detections), under a ``shared/`` root for ``IVFUSION_SHARED``;
+* ``shared/datasets/<name>`` for the config's sources (without their labels when the run uses pseudo-labels) and
+  the detector's ``metadata.yaml`` (class names, to match pseudo-labels to detections), under a ``shared/`` root
+  for ``IVFUSION_SHARED``;
 * ``init/``: the PALDM the run starts from; ``cache/``: the pseudo-label cache;
 * ``preferences/``: the verdicts (``pairs.json``), the text embeddings, and the detection searches' maps only
   (``teacher.train.strip_refined``): the machine regenerates the candidates from their seeds and rebuilds the
@@ -45,9 +46,10 @@ def bundle(config: Path, out: Path) -> list[Path]:
         raise ConfigError(f"{prefs}: no {missing}; run `ivfusion train idpo --config {config} --prepare-only` first")
     if out.exists():
         shutil.rmtree(out)
+    # pseudo-labelled runs never read the dataset's labels: leave them behind
+    skip = shutil.ignore_patterns("labels") if cfg["data"].get("objects") == "pseudo" else None
     for name in _source_names(cfg):
-        src = shared_root() / "datasets" / name
-        shutil.copytree(src, out / "shared" / "datasets" / name, ignore=shutil.ignore_patterns("labels"))
+        shutil.copytree(shared_root() / "datasets" / name, out / "shared" / "datasets" / name, ignore=skip)
     weights = default_detector_weights()
     (out / "shared" / "weights" / weights.name).mkdir(parents=True)
     shutil.copy2(weights / "metadata.yaml", out / "shared" / "weights" / weights.name / "metadata.yaml")
