@@ -173,6 +173,9 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
     """The CPU/GPU split of IDPO v6: the CPU searches with the detector, the bundle carries only its maps, the
     other machine (here a fresh output folder) regenerates the one standard candidate per window and rebuilds the
     refinement from the maps, without the detector."""
+    import shutil
+
+    import ivfusion.teacher.oracles as oracles
     from ivfusion.teacher.data import instance_patch
     from ivfusion.teacher.evaluate import sample_codes
     from ivfusion.teacher.paldm import PALDM
@@ -190,7 +193,6 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
            "refine": [{"objective": "detection", "cell": 16, "iterations": 2, "population": 4, "elite": 2, "base": 0}],
            "oracles": {"detection": {"iou": 0.3, "min_margin": 0.0, "candidates": [0, 1]}},
            "train": {"seed": 3}}
-    import ivfusion.teacher.oracles as oracles
 
     class Bright(oracles.DetectionOracle):  # a judge whose preference is known: the object's mean brightness
         def __init__(self, **kw):
@@ -211,11 +213,10 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
     assert cpu["pairs"] and any(not np.array_equal(c[0], c[1]) for c in cands)
     gpu = tmp_path / "gpu"
     (gpu / "preferences").mkdir(parents=True)
-    for f in ("pairs.json",):
-        (gpu / "preferences" / f).write_bytes((tmp_path / "cpu" / "preferences" / f).read_bytes())
+    shutil.copy2(tmp_path / "cpu" / "preferences" / "pairs.json", gpu / "preferences" / "pairs.json")
     strip_refined(tmp_path / "cpu" / "preferences" / "refined.safetensors", gpu / "preferences" / "refined.safetensors")
     assert (gpu / "preferences" / "refined.safetensors").stat().st_size < 2000
-    cfg["output_dir"] = str(gpu)  # no candidates, no refined images, no detector (the oracle would be the real one)
+    cfg["output_dir"] = str(gpu)  # no candidates, no refined images; new verdicts would come from the real detector
     again = prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
     assert np.array_equal(again["candidates"], cands) and again["pairs"] == cpu["pairs"]
     with pytest.raises(ConfigError, match="text oracle"):
