@@ -54,9 +54,10 @@ def bundle(config: Path, out: Path) -> list[Path]:
     (out / "shared" / "weights" / weights.name).mkdir(parents=True)
     shutil.copy2(weights / "metadata.yaml", out / "shared" / "weights" / weights.name / "metadata.yaml")
     shutil.copytree(cfg["init_from"], out / "init")
-    cache = Path(cfg["data"].get("cache_dir", "outputs/cache"))
+    pseudo = Path(cfg["data"].get("cache_dir", "outputs/cache")) / "student_detections.json"
     (out / "cache").mkdir()
-    shutil.copy2(cache / "student_detections.json", out / "cache" / "student_detections.json")
+    if pseudo.exists():  # the pseudo-labels (a labelled run may have none)
+        shutil.copy2(pseudo, out / "cache" / pseudo.name)
     (out / "preferences").mkdir()
     for f in PREFERENCE_FILES:
         shutil.copy2(prefs / f, out / "preferences" / f)

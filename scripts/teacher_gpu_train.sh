@@ -29,7 +29,7 @@ EOF
 )
   mkdir -p "$(dirname "$init")" "$cache" "$run"
   [ -e "$init" ] || cp -r "$bundle/init" "$init"
-  cp "$bundle/cache/student_detections.json" "$cache/"
+  cp "$bundle"/cache/* "$cache/" 2>/dev/null || true  # pseudo-labels, where the run has them
   rm -rf "$run/preferences" && cp -r "$bundle/preferences" "$run/preferences"
   start=$(date +%s)
   "$py" -m ivfusion.cli train idpo --config "$config" --no-progress --no-resume ${IDPO_ARGS:-}

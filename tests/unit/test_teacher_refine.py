@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -170,26 +172,33 @@ def test_idpo_preferences_append_refined_candidates_and_cache_them(tmp_path, mon
 
 
 def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes_asked_for(tmp_path, monkeypatch):
-    """The CPU/GPU split of IDPO v6: the CPU searches with the detector, the bundle carries only its maps, the
-    other machine (here a fresh output folder) regenerates the one standard candidate per window and rebuilds the
-    refinement from the maps, without the detector."""
+    """The CPU/GPU split of IDPO v6: the CPU searches with the detector, ``scripts/teacher_gpu_bundle.py`` packs the
+    verdicts and only the searches' maps, and the other machine (here: a fresh output folder reading the bundle's
+    shared root) regenerates the one standard candidate per window and rebuilds the refinement from the maps."""
+    import importlib.util
     import shutil
+
+    import yaml
 
     import ivfusion.teacher.oracles as oracles
     from ivfusion.teacher.data import instance_patch
     from ivfusion.teacher.evaluate import sample_codes
     from ivfusion.teacher.paldm import PALDM
-    from ivfusion.teacher.train import prepare_preferences, strip_refined
+    from ivfusion.teacher.train import _text_embeddings, prepare_preferences
     from tests.unit.test_teacher import TINY
     from tests.unit.tiny_data import write_tiny_pairs
 
-    write_tiny_pairs(tmp_path / "data", labels=True)
+    shared = tmp_path / "shared"  # a shared root whose "m3fd" is the tiny synthetic set
+    write_tiny_pairs(shared / "datasets" / "m3fd", labels=True)
+    (shared / "weights" / "yolov8n_int8_openvino_model").mkdir(parents=True)
+    (shared / "weights" / "yolov8n_int8_openvino_model" / "metadata.yaml").write_text("names: {0: person}\n")
+    monkeypatch.setenv("IVFUSION_SHARED", str(shared))
     PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
     model = PALDM.from_pretrained(tmp_path / "paldm")
     cfg = {"output_dir": str(tmp_path / "cpu"), "init_from": str(tmp_path / "paldm"),
-           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "candidate_steps": 1,
+           "data": {"sources": [{"name": "m3fd"}], "patch": 48, "candidate_steps": 1,
                     "candidate_codes": [4], "instances": "scenes", "held_out": 0.1, "text_encoder": "hash",
-                    "cache_dir": str(tmp_path)},
+                    "cache_dir": str(tmp_path / "cache")},
            "refine": [{"objective": "detection", "cell": 16, "iterations": 2, "population": 4, "elite": 2, "base": 0}],
            "oracles": {"detection": {"iou": 0.3, "min_margin": 0.0, "candidates": [0, 1]}},
            "train": {"seed": 3}}
@@ -206,19 +215,30 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
         cpu = prepare_preferences(cfg, model, progress=False)
     cands = cpu["candidates"]
     assert cands.shape == (3, 2, 48, 48)  # one code sampled + its refinement
-    inst = cpu["instances"][0]
-    t, y = instance_patch(cpu["images"], inst, 48)
+    t, y = instance_patch(cpu["images"], cpu["instances"][0], 48)
     assert np.array_equal(cands[0, 0], sample_codes(model, t, y, steps=1, seed=3 * 100003, codes=[4])[0])
     assert np.abs(cands[0, 0].astype(int) - sample_codes(model, t, y, steps=1, seed=3 * 100003)[4]).max() <= 1
     assert cpu["pairs"] and any(not np.array_equal(c[0], c[1]) for c in cands)
+    texts = sorted({p["text"] for p in cpu["pairs"]})  # the embeddings train_idpo caches beside the verdicts
+    _text_embeddings(tmp_path / "cpu" / "preferences" / "texts.safetensors", texts, "hash", model.text_dim)
+
+    config = tmp_path / "idpo.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bundle"
+    script.bundle(config, out)
+    assert (out / "preferences" / "refined.safetensors").stat().st_size < 2000  # maps, not images
+    assert (out / "shared" / "datasets" / "m3fd" / "labels").is_dir()  # a labelled run keeps its labels
+    # the GPU machine: the bundle's shared root, PALDM and verdicts, nothing else (train_idpo's own layout)
+    monkeypatch.setenv("IVFUSION_SHARED", str(out / "shared"))
     gpu = tmp_path / "gpu"
-    (gpu / "preferences").mkdir(parents=True)
-    shutil.copy2(tmp_path / "cpu" / "preferences" / "pairs.json", gpu / "preferences" / "pairs.json")
-    strip_refined(tmp_path / "cpu" / "preferences" / "refined.safetensors", gpu / "preferences" / "refined.safetensors")
-    assert (gpu / "preferences" / "refined.safetensors").stat().st_size < 2000
-    cfg["output_dir"] = str(gpu)  # no candidates, no refined images; new verdicts would come from the real detector
-    again = prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+    shutil.copytree(out / "preferences", gpu / "preferences")
+    cfg = {**cfg, "output_dir": str(gpu), "init_from": str(out / "init")}
+    again = prepare_preferences(cfg, PALDM.from_pretrained(out / "init"), progress=False)
     assert np.array_equal(again["candidates"], cands) and again["pairs"] == cpu["pairs"]
+    assert set(_text_embeddings(gpu / "preferences" / "texts.safetensors", texts, "hash", model.text_dim)) == set(texts)
     with pytest.raises(ConfigError, match="text oracle"):
         prepare_preferences({**cfg, "oracles": {"text": {"prompts": ["x"]}}}, model, progress=False)
 
