@@ -23,6 +23,7 @@ Needs the config's preference cache (``ivfusion train idpo --config ... --prepar
 from __future__ import annotations
 
 import argparse
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,12 @@ from ivfusion.teacher.properties import NUM_CODES, STANDARD
 from ivfusion.teacher.train import IDPO_SECTIONS, load_config, prepare_preferences
 
 
+def cosine(u: np.ndarray, v: np.ndarray) -> float:
+    """Cosine of two flat changes; 0 where either is all zero."""
+    uu, vv = float(u @ u), float(v @ v)
+    return float(u @ v) / np.sqrt(uu * vv) if uu and vv else 0.0
+
+
 def edit_stats(policy: np.ndarray, cand: np.ndarray, refined: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Transfer, cosine and sizes of the policy's change vs the refinement's, inside ``mask`` (and outside)."""
     d_pol = policy.astype(np.float64) - cand
@@ -43,10 +50,17 @@ def edit_stats(policy: np.ndarray, cand: np.ndarray, refined: np.ndarray, mask: 
     m = mask > 0
     a, b = d_pol[m], d_ref[m]
     ref_sq = float(b @ b)
-    return {"transfer": float(a @ b) / ref_sq if ref_sq else float("nan"),
-            "cos": float(a @ b) / np.sqrt(float(a @ a) * ref_sq) if ref_sq and a.any() else 0.0,
+    return {"transfer": float(a @ b) / ref_sq if ref_sq else float("nan"), "cos": cosine(a, b),
             "policy_rms": float(np.sqrt(np.mean(a ** 2))), "edit_rms": float(np.sqrt(np.mean(b ** 2))),
             "outside_rms": float(np.sqrt(np.mean(d_pol[~m] ** 2))) if (~m).any() else 0.0}
+
+
+def _edit_in(prefs: dict, pair: dict, base: int, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pair's edit (winner - standard candidate) and its object mask, cut to the frame region [x0:x1, y0:y1]."""
+    inst, patch = prefs["instances"][pair["instance"]], prefs["patch"]
+    c = prefs["candidates"][pair["instance"]]
+    sl = (slice(y0 - inst.y0, y1 - inst.y0), slice(x0 - inst.x0, x1 - inst.x0))
+    return (c[pair["winner"]].astype(np.float64) - c[base])[sl], instance_mask(inst, patch, "detection")[sl] > 0
 
 
 def edit_consistency(prefs: dict, rows: list[dict], base: int) -> tuple[float, int]:
@@ -55,26 +69,16 @@ def edit_consistency(prefs: dict, rows: list[dict], base: int) -> tuple[float, i
     for p in rows:
         by_image.setdefault(prefs["instances"][p["instance"]].image, []).append(p)
     patch, cosines = prefs["patch"], []
-    for group in by_image.values():
-        for i, p in enumerate(group):
-            for q in group[i + 1:]:
-                a, b = prefs["instances"][p["instance"]], prefs["instances"][q["instance"]]
-                x0, y0 = max(a.x0, b.x0), max(a.y0, b.y0)
-                x1, y1 = min(a.x0, b.x0) + patch, min(a.y0, b.y0) + patch
-                if x1 <= x0 or y1 <= y0:
-                    continue
-                edits, masks = [], []
-                for inst, pair in ((a, p), (b, q)):
-                    c = prefs["candidates"][pair["instance"]]
-                    e = c[pair["winner"]].astype(np.float64) - c[base]
-                    m = instance_mask(inst, patch, "detection")
-                    sl = (slice(y0 - inst.y0, y1 - inst.y0), slice(x0 - inst.x0, x1 - inst.x0))
-                    edits.append(e[sl])
-                    masks.append(m[sl] > 0)
-                m = masks[0] & masks[1]
-                u, v = edits[0][m], edits[1][m]
-                if m.sum() >= 64 and u.any() and v.any():
-                    cosines.append(float(u @ v) / float(np.sqrt((u @ u) * (v @ v))))
+    for p, q in (pq for group in by_image.values() for pq in combinations(group, 2)):
+        a, b = prefs["instances"][p["instance"]], prefs["instances"][q["instance"]]
+        region = (max(a.x0, b.x0), max(a.y0, b.y0), min(a.x0, b.x0) + patch, min(a.y0, b.y0) + patch)
+        if region[2] <= region[0] or region[3] <= region[1]:
+            continue
+        (e, m), (f, n) = _edit_in(prefs, p, base, *region), _edit_in(prefs, q, base, *region)
+        both = m & n
+        u, v = e[both], f[both]
+        if both.sum() >= 64 and u.any() and v.any():
+            cosines.append(cosine(u, v))
     return (float(np.mean(cosines)) if cosines else float("nan")), len(cosines)
 
 

@@ -237,8 +237,6 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
         if windows == "grid":
             for j, (x0, y0) in enumerate(grid_origins(w, h, patch, overlap)):
                 kept = _window_boxes(objs, x0, y0, patch, min_side)
-                if skip_empty and not kept:
-                    continue
                 out.append(Instance(f"{img.key}#w{j}", i, x0, y0, (0, 0, patch, patch),
                                     tuple(b for b, _ in kept), tuple(n for _, n in kept)))
             continue
@@ -251,11 +249,9 @@ def find_scenes(images: list[Image], resolved: list, patch: int, *, cache_dir: P
             if best is None or score > best[0]:
                 best = (score, x0, y0, kept)
         _, x0, y0, kept = best
-        if skip_empty and not kept:
-            continue
         out.append(Instance(f"{img.key}#scene", i, x0, y0, (0, 0, patch, patch),
                             tuple(b for b, _ in kept), tuple(n for _, n in kept)))
-    return out
+    return [s for s in out if s.objects] if skip_empty else out
 
 
 def coco_names() -> dict[int, str]:

@@ -124,7 +124,8 @@ class Refiner:
         search kept it, so :func:`apply_maps` redoes the refinement exactly from a few numbers)."""
         if self.cfg.objective == "detection":
             if not view.objects:
-                return cand, np.zeros((3, *(grid_size(cand.shape[0], self.cfg),) * 2), np.float32)
+                g = grid_size(cand.shape[0], self.cfg)
+                return cand, np.zeros((3, g, g), np.float32)
             return self._search(cand, view, seed)
         return self._descend(cand, view), None
 

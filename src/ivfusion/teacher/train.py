@@ -26,7 +26,7 @@ import torch
 from ivfusion.errors import ConfigError
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import NUM_CODES, PriorConfig, fusion_prior
-from ivfusion.training.loop import TrainLoop, load_config as load_training_config
+from ivfusion.training.loop import TrainLoop, load_config as load_training_config, make_accelerator
 from ivfusion.training.losses import sobel_magnitude
 
 PALDM_SECTIONS = ("output_dir", "model", "prior", "data", "train", "loss")
@@ -238,12 +238,11 @@ def strip_refined(src: Path, dst: Path) -> None:
     """Copy a ``refined.safetensors`` cache keeping only the detection maps (kilobytes instead of the images)."""
     from safetensors import safe_open
 
-    from ivfusion.teacher.data import load_keyed, save_keyed
+    from ivfusion.teacher.data import save_keyed
 
-    with safe_open(str(src), "pt") as f:
+    with safe_open(str(src), "pt") as f:  # reads the maps only, not the refined images beside them
         key = (f.metadata() or {}).get("key", "")
-    tensors = load_keyed(src, key) or {}
-    maps = {k: v for k, v in tensors.items() if k.startswith("maps")}
+        maps = {k: f.get_tensor(k) for k in f.keys() if k.startswith("maps")}
     if not maps:
         raise ConfigError(f"{src}: no detection maps to keep (a cache from before maps were stored, or no "
                           "detection refinement)")
@@ -310,6 +309,16 @@ def dpo_eval(policy: PALDM, reference: PALDM, prefs: dict[str, Any], rows: list[
     return res
 
 
+def _preferences_and_texts(cfg: dict[str, Any], reference: PALDM, progress: bool
+                           ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The preference cache (:func:`prepare_preferences`) and the embeddings of its preference texts."""
+    prefs = prepare_preferences(cfg, reference, progress=progress)
+    texts = sorted({p["text"] for p in prefs["pairs"]})
+    embeddings = _text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
+                                  cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
+    return prefs, embeddings
+
+
 def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True, prepare_only: bool = False) -> Path:
     """IDPO fine-tuning of a PALDM into a PCLDM per ``cfg`` (config/train/idpo.yaml). ``prepare_only``: build the
     preference cache and return its folder without training."""
@@ -324,16 +333,15 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     if unknown:
         raise ConfigError(f"train.oracles: unknown {sorted(unknown)} (detection, visual, text)")
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
+    if prepare_only:  # no policy, optimizer or log: only the accelerator's device, seed and threads
+        reference.to(make_accelerator(tcfg).device)
+        _preferences_and_texts(cfg, reference, progress)
+        return Path(cfg["output_dir"]) / "preferences"
     policy = copy.deepcopy(reference).requires_grad_(True)
     loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="idpo")
     device = loop.accelerator.device
     reference.to(device)
-    prefs = prepare_preferences(cfg, reference, progress=progress)
-    texts = sorted({p["text"] for p in prefs["pairs"]})
-    embeddings = _text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
-                                  cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
-    if prepare_only:
-        return Path(cfg["output_dir"]) / "preferences"
+    prefs, embeddings = _preferences_and_texts(cfg, reference, progress)
     trained_oracles = set(tcfg.get("oracles") or {p["oracle"] for p in prefs["pairs"]})
     pairs = [p for p in prefs["pairs"] if p["oracle"] in trained_oracles]
     train_rows = [p for p in pairs if not p["held_out"]]
