@@ -97,15 +97,18 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
 
 @torch.no_grad()
 def generate_candidates(model: PALDM, images: list[Image], instances: Sequence[Instance], patch: int, *,
-                        steps: int, seed: int, codes: Sequence[int] | None = None, progress: bool = True) -> np.ndarray:
+                        steps: int, seed: int, codes: Sequence[int] | None = None,
+                        preference: torch.Tensor | None = None, progress: bool = True,
+                        desc: str = "PALDM candidates") -> np.ndarray:
     """(N, K, P, P) uint8: one DDIM sample per property code (all nine, or ``codes``: candidate k is code
-    ``codes[k]``) per instance, the same noise for all codes."""
+    ``codes[k]``) per instance, the same noise for all codes (and for any model sampled with the same seed),
+    conditioned on ``preference`` if given."""
     from ivfusion.teacher.evaluate import sample_codes
 
     out = np.zeros((len(instances), NUM_CODES if codes is None else len(codes), patch, patch), np.uint8)
-    for n, inst in enumerate(tqdm(instances, desc="PALDM candidates", unit="instance", disable=not progress)):
+    for n, inst in enumerate(tqdm(instances, desc=desc, unit="instance", disable=not progress)):
         out[n] = sample_codes(model, *instance_patch(images, inst, patch), steps=steps, seed=seed * 100003 + n,
-                              codes=codes)
+                              preference=preference, codes=codes)
     return out
 
 

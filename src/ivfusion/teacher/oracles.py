@@ -56,9 +56,9 @@ class Oracle(Protocol):
 
 def _pick(scores: np.ndarray, min_margin: float, among: Sequence[int] | None = None) -> tuple[int, int] | None:
     """Best and worst candidate (indices into ``among`` when the scores are of that subset), or None when they
-    differ by less than ``min_margin``."""
+    differ by less than ``min_margin`` or all tie (a candidate is no preference over itself)."""
     w, l = int(np.argmax(scores)), int(np.argmin(scores))
-    if scores[w] - scores[l] < min_margin:
+    if w == l or scores[w] - scores[l] < min_margin:
         return None
     return (w, l) if among is None else (among[w], among[l])
 

@@ -75,12 +75,17 @@ class RefineConfig:
         return cls(**d)
 
 
-def colour(y: torch.Tensor, crcb: np.ndarray | None) -> torch.Tensor:
-    """(1,3,P,P) RGB of luminance ``y`` (1,1,P,P) with the view's visible chroma (grey without): what the
-    detector is shown in evaluation."""
+def chroma(crcb: np.ndarray) -> torch.Tensor:
+    """(1,2,P,P) visible chroma (Cr, Cb) centred on 0, from a view's uint8 (P,P,2) YCrCb chroma."""
+    return torch.from_numpy(np.ascontiguousarray(crcb)).float().div(255.0).sub(0.5).permute(2, 0, 1).unsqueeze(0)
+
+
+def colour(y: torch.Tensor, crcb: np.ndarray | torch.Tensor | None) -> torch.Tensor:
+    """(B,3,P,P) RGB of luminance ``y`` (B,1,P,P) with the visible chroma (a view's uint8 array, or (B,2,P,P) from
+    :func:`chroma`; grey without): what the detector is shown in evaluation."""
     if crcb is None:
         return y.expand(-1, 3, -1, -1)
-    c = torch.from_numpy(np.ascontiguousarray(crcb)).float().div(255.0).sub(0.5).permute(2, 0, 1).unsqueeze(0)
+    c = crcb if isinstance(crcb, torch.Tensor) else chroma(crcb)
     return ycbcr_to_rgb(y, c[:, 1:2], c[:, 0:1]).clamp(0.0, 1.0)
 
 

@@ -142,14 +142,11 @@ def build_oracles(ocfg: dict[str, Any], embed) -> list:
     return oracles
 
 
-def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True) -> dict[str, Any]:
-    """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
-    from dataclasses import astuple
+def load_instances(dcfg: dict[str, Any]) -> tuple[list, list, int]:
+    """(images, instances, patch) of a teacher config's ``data`` section: object instances or scene windows
+    (``data.instances``), as IDPO's preferences and the reward fine-tuning both read them."""
+    from ivfusion.teacher.data import find_instances, find_scenes, load_images
 
-    from ivfusion.teacher.data import find_instances, find_scenes, fingerprint, is_held_out, keyed_cache, load_images
-    from ivfusion.teacher.idpo import generate_candidates, preference_pairs
-
-    dcfg = cfg["data"]
     patch = int(dcfg.get("patch", 128))
     images, resolved = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
     cache_dir, kind = Path(dcfg.get("cache_dir", "outputs/cache")), dcfg.get("instances", "objects")
@@ -169,7 +166,19 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     if dcfg.get("max_instances"):
         instances = instances[: int(dcfg["max_instances"])]
     if not instances:
-        raise ConfigError("IDPO: no object instances found in " + ", ".join(str(s) for s in dcfg["sources"]))
+        raise ConfigError("teacher data: no object instances found in " + ", ".join(str(s) for s in dcfg["sources"]))
+    return images, instances, patch
+
+
+def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True) -> dict[str, Any]:
+    """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
+    from dataclasses import astuple
+
+    from ivfusion.teacher.data import fingerprint, is_held_out, keyed_cache
+    from ivfusion.teacher.idpo import generate_candidates, preference_pairs
+
+    dcfg = cfg["data"]
+    images, instances, patch = load_instances(dcfg)
     cache = Path(cfg["output_dir"]) / "preferences"
     cand_file, pairs_file = cache / "candidates.safetensors", cache / "pairs.json"
     # Each cache is keyed by everything it depends on (fingerprint). Candidates are a deterministic function of
@@ -187,6 +196,9 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
                            steps=steps, seed=seed, **extra)
     candidates = keyed_cache(cand_file, cand_key, lambda: {"candidates": torch.from_numpy(generate_candidates(
         model, images, instances, patch, seed=seed, steps=steps, codes=codes, progress=progress))})["candidates"].numpy()
+    if dcfg.get("proposals"):  # other teachers' samples after the codes, same noise (IDPO v7)
+        candidates, cand_key = _with_proposals(dcfg, images, instances, candidates, cand_key, patch, cache,
+                                               seed=seed, steps=steps, device=model.device, progress=progress)
     if cfg.get("refine"):  # reward-refined candidates (teacher.refine) after the property codes: indices 9, 10, ...
         candidates, cand_key = _with_refined(cfg["refine"], images, instances, candidates, cand_key, patch, cache,
                                              progress)
@@ -232,6 +244,41 @@ def _with_refined(refine_cfg: list[dict], images, instances, candidates: np.ndar
         refined = np.stack([apply_maps(images, instances, candidates, patch, c, cached[f"maps{r}"].numpy())
                             for r, c in enumerate(configs)], axis=1)
     return np.concatenate([candidates, refined], axis=1), key
+
+
+def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndarray, cand_key: str, patch: int,
+                    cache: Path, *, seed: int, steps: int, device: torch.device,
+                    progress: bool) -> tuple[np.ndarray, str]:
+    """``candidates`` with one standard-code sample per ``data.proposals`` entry (``{model: DIR, preference:
+    PRESET}``, e.g. the detector-reward-tuned PCLDM of the same fold) appended, drawn with the candidates' own
+    noise, and the combined cache key. Why: a pair of two samples of one noise differs only by what the other model
+    does differently, and that is a rule the policy can represent, where a per-window search's edit was not
+    (docs/teacher.md, IDPO v6/v7)."""
+    from ivfusion.fusion.preference import PRESETS
+    from ivfusion.teacher.data import fingerprint, keyed_cache
+    from ivfusion.teacher.idpo import generate_candidates
+    from ivfusion.teacher.properties import STANDARD
+
+    proposals = [dict(p) for p in dcfg["proposals"]]
+    unknown = [p.get("preference") for p in proposals if p.get("preference") not in (None, *PRESETS)]
+    if unknown or any("model" not in p for p in proposals):
+        raise ConfigError(f"data.proposals: each needs model: DIR and an optional preset preference ({', '.join(PRESETS)}); "
+                          f"got {proposals}")
+    key = fingerprint(*[Path(p["model"]) for p in proposals], candidates=cand_key, proposals=proposals)
+
+    def build() -> dict[str, torch.Tensor]:
+        out = []
+        for p in proposals:
+            model = PALDM.from_pretrained(p["model"]).to(device)
+            embed = embedder(dcfg.get("text_encoder", "minilm"), model.text_dim)
+            pref = embed([PRESETS[p["preference"]]])[0].float() if p.get("preference") else None
+            out.append(generate_candidates(model, images, instances, patch, steps=steps, seed=seed,
+                                           codes=[STANDARD.index], preference=pref, progress=progress,
+                                           desc=f"proposals of {p['model']}"))
+        return {"proposals": torch.from_numpy(np.concatenate(out, axis=1))}
+
+    extra = keyed_cache(cache / "proposals.safetensors", key, build)["proposals"].numpy()
+    return np.concatenate([candidates, extra], axis=1), key
 
 
 def strip_refined(src: Path, dst: Path) -> None:

@@ -1,6 +1,6 @@
-"""``ivfusion train student|paldm|idpo|distill --config CONFIG.yaml [--output-dir DIR] [--steps N] [--no-resume]``.
+"""``ivfusion train student|paldm|idpo|reward|distill --config CONFIG.yaml [--output-dir DIR] [--steps N] [--no-resume]``.
 
-``student``: the fusion network (docs/student.md); ``paldm`` / ``idpo``: the diffusion teacher; ``distill``: the
+``student``: the fusion network (docs/student.md); ``paldm`` / ``idpo`` / ``reward``: the diffusion teacher; ``distill``: the
 teacher's outputs into the student (docs/teacher.md).
 """
 
@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("student", "the preference-conditioned student fusion network (config/train/student.yaml)"),
                             ("paldm", "the teacher: property-aligned latent diffusion (config/train/paldm.yaml)"),
                             ("idpo", "the teacher: IDPO fine-tuning PALDM -> PCLDM (config/train/idpo.yaml)"),
+                            ("reward", "the teacher: detector-reward fine-tuning through the sampler "
+                                       "(config/train/reward_f0.yaml)"),
                             ("distill", "the teacher's outputs into the student (config/train/distill.yaml)")):
         t = sub.add_parser(name, help=help_text)
         t.add_argument("--config", required=True, help="YAML training config")
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         t.add_argument("--no-resume", action="store_true", help="ignore checkpoints in output_dir")
         t.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    if args.what in ("paldm", "idpo", "distill"):
+    if args.what in ("paldm", "idpo", "reward", "distill"):
         return _teacher(args)
 
     from ivfusion.training.trainer import load_config, train
@@ -44,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _teacher(args: argparse.Namespace) -> int:
-    from ivfusion.teacher import distill
+    from ivfusion.teacher import distill, reward
     from ivfusion.teacher import train as teacher
 
-    sections = {"paldm": teacher.PALDM_SECTIONS, "idpo": teacher.IDPO_SECTIONS, "distill": distill.DISTILL_SECTIONS}
+    sections = {"paldm": teacher.PALDM_SECTIONS, "idpo": teacher.IDPO_SECTIONS, "reward": reward.REWARD_SECTIONS,
+                "distill": distill.DISTILL_SECTIONS}
     cfg = _override(teacher.load_config(args.config, sections[args.what]), args)
-    run = {"paldm": teacher.train_paldm, "idpo": teacher.train_idpo, "distill": distill.train_distill}[args.what]
+    run = {"paldm": teacher.train_paldm, "idpo": teacher.train_idpo, "reward": reward.train_reward,
+           "distill": distill.train_distill}[args.what]
     extra = {"prepare_only": True} if getattr(args, "prepare_only", False) else {}
     final = run(cfg, resume=not args.no_resume, progress=not args.no_progress, **extra)
     print(f"saved {final}")

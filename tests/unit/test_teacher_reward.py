@@ -1,0 +1,103 @@
+"""Detector-reward fine-tuning of the teacher through its sampler (ivfusion.teacher.reward, DRaFT-1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ivfusion.errors import ConfigError
+from ivfusion.teacher.data import Instance
+from ivfusion.teacher.paldm import PALDM
+from ivfusion.teacher.reward import RewardConfig, sample_with_last_step_grad, train_reward, window_targets
+from ivfusion.training.cli import main
+from tests.unit.test_teacher import TINY, _one_thread  # noqa: F401  (autouse: one thread, as the teacher tests)
+from tests.unit.tiny_data import write_tiny_pairs
+
+
+def test_the_tuned_sampler_is_the_evaluation_sampler_with_gradients_through_its_last_step():
+    torch.manual_seed(0)
+    reference = PALDM.from_config(TINY).eval().requires_grad_(False)
+    policy = PALDM.from_config(TINY).eval()
+    policy.load_state_dict(reference.state_dict())
+    t, y = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    pref = torch.randn(2, TINY["text_dim"])
+    out, ref = sample_with_last_step_grad(policy, reference, t, y, pref, 3, torch.Generator().manual_seed(5))
+    # what the node's teacher evaluation samples (same noise, steps, code and preference) ...
+    sampled = policy.sample(t, y, 4, pref, steps=3, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(out, sampled, atol=1e-5)
+    # ... and, before any update, what the frozen reference makes from the same last-step latent
+    assert torch.allclose(out, ref, atol=1e-5) and not ref.requires_grad
+    out.mean().backward()
+    assert policy.unet.conv_in.weight.grad.abs().sum() > 0
+    assert policy.pref_proj.weight.grad.abs().sum() > 0  # the preference learns where it was zero
+
+
+def test_window_targets_are_normalised_detector_rows_and_unknown_classes_are_refused():
+    inst = Instance("msrs/a#w0", 0, 0, 0, (0, 0, 64, 64), ((8, 16, 24, 48),), ("person",))
+    rows = window_targets(inst, 64, {"person": 0, "car": 2})
+    assert rows[0].tolist() == pytest.approx([0, 16 / 64, 32 / 64, 16 / 64, 32 / 64])
+    assert (rows[1:, 0] == -1).all()  # padding
+    with pytest.raises(ConfigError, match="not the detector's"):
+        window_targets(Instance("msrs/a#w0", 0, 0, 0, (0, 0, 64, 64), ((8, 16, 24, 48),), ("ghost",)), 64, {"person": 0})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        RewardConfig.from_dict({"detctor": 1.0})
+
+
+def test_reward_fine_tuning_trains_a_pcldm_against_the_real_detector_copy(tmp_path: Path, shared_root: Path):
+    if not (shared_root / "weights" / "yolov8n_int8_openvino_model").is_dir():
+        pytest.skip(f"shared detector not found under {shared_root}: the reward is its PyTorch copy")
+    write_tiny_pairs(tmp_path / "data", n=3, h=64, w=64, labels=True)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
+    cfg = {"output_dir": str(tmp_path / "reward"), "init_from": str(tmp_path / "paldm"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "instances": "scenes", "patch": 64,
+                    "held_out": {"folds": 3, "fold": 0}, "text_encoder": "hash", "cache_dir": str(tmp_path)},
+           "reward": {"steps": 2, "anchor": 5.0},
+           "train": {"seed": 1, "steps": 3, "batch_size": 2, "lr": 1e-3, "warmup": 0, "log_every": 1}}
+    config = tmp_path / "reward.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["reward", "--config", str(config), "--no-progress"]) == 0  # `ivfusion train reward`
+    final = tmp_path / "reward" / "final"
+    summary = json.loads((tmp_path / "reward" / "reward_summary.json").read_text())
+    assert summary["windows_total"] == 3 and summary["windows_train"] == 2  # one frame's fold held out
+    logs = [json.loads(line) for line in (tmp_path / "reward" / "log.jsonl").read_text().splitlines()]
+    assert len(logs) == 3 and all(r["det"] > 0 for r in logs)
+    assert logs[0]["change_grey"] == pytest.approx(0.0, abs=1e-3)  # the policy starts as PALDM
+    tuned = PALDM.from_pretrained(final)
+    assert tuned.pref_proj.weight.abs().sum() > 0  # PALDM's preference projection is zero until tuned
+    cfg["reward"] = {"preference": "pedestrians"}
+    with pytest.raises(ConfigError, match="preset"):
+        train_reward({**cfg, "output_dir": str(tmp_path / "bad")}, progress=False)
+
+
+def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_path: Path):
+    """IDPO v7's candidates: PALDM's standard sample and a tuned teacher's, one noise, so a pair differs only by what
+    the tuned teacher does differently."""
+    from ivfusion.teacher.train import prepare_preferences
+
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
+    tuned = PALDM.from_pretrained(tmp_path / "paldm")
+    torch.nn.init.normal_(tuned.pref_proj.weight, std=0.5)  # a teacher that reacts to the preference
+    tuned.save_pretrained(tmp_path / "tuned")
+    cfg = {"output_dir": str(tmp_path / "idpo"), "init_from": str(tmp_path / "paldm"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "candidate_steps": 2,
+                    "candidate_codes": [4], "instances": "scenes", "held_out": 0.1, "text_encoder": "hash",
+                    "cache_dir": str(tmp_path),
+                    "proposals": [{"model": str(tmp_path / "paldm")},
+                                  {"model": str(tmp_path / "tuned"), "preference": "detection"}]},
+           "oracles": {"visual": {"metrics": ["MI", "SSIM"], "min_margin": 0.0, "candidates": [0, 2]}},
+           "train": {"seed": 3}}
+    prefs = prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+    cands = prefs["candidates"]
+    assert cands.shape == (3, 3, 48, 48)  # the standard code, then the two proposals
+    assert (cands[:, 1] == cands[:, 0]).all()  # PALDM again, same noise: the same sample
+    assert (cands[:, 2] != cands[:, 0]).any()  # the tuned teacher differs, by its conditioning alone
+    assert prefs["pairs"] and all({p["winner"], p["loser"]} == {0, 2} for p in prefs["pairs"])
+    assert (tmp_path / "idpo" / "preferences" / "proposals.safetensors").exists()
+    cfg["data"]["proposals"] = [{"model": str(tmp_path / "tuned"), "preference": "pedestrians"}]
+    with pytest.raises(ConfigError, match="proposals"):
+        prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
