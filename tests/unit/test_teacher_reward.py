@@ -42,7 +42,8 @@ def test_window_targets_are_normalised_detector_rows_and_unknown_classes_are_ref
     assert rows[0].tolist() == pytest.approx([0, 16 / 64, 32 / 64, 16 / 64, 32 / 64])
     assert (rows[1:, 0] == -1).all()  # padding
     with pytest.raises(ConfigError, match="not the detector's"):
-        window_targets(Instance("msrs/a#w0", 0, 0, 0, (0, 0, 64, 64), ((8, 16, 24, 48),), ("ghost",)), 64, {"person": 0})
+        ghost = Instance("msrs/a#w0", 0, 0, 0, (0, 0, 64, 64), ((8, 16, 24, 48),), ("ghost",))
+        window_targets(ghost, 64, {"person": 0})
     with pytest.raises(ConfigError, match="unknown keys"):
         RewardConfig.from_dict({"detctor": 1.0})
 

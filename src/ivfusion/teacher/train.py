@@ -262,8 +262,8 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
     proposals = [dict(p) for p in dcfg["proposals"]]
     unknown = [p.get("preference") for p in proposals if p.get("preference") not in (None, *PRESETS)]
     if unknown or any("model" not in p for p in proposals):
-        raise ConfigError(f"data.proposals: each needs model: DIR and an optional preset preference ({', '.join(PRESETS)}); "
-                          f"got {proposals}")
+        raise ConfigError("data.proposals: each needs model: DIR and an optional preset preference "
+                          f"({', '.join(PRESETS)}); got {proposals}")
     key = fingerprint(*[Path(p["model"]) for p in proposals], candidates=cand_key, proposals=proposals)
 
     def build() -> dict[str, torch.Tensor]:

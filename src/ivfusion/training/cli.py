@@ -1,7 +1,8 @@
-"""``ivfusion train student|paldm|idpo|reward|distill --config CONFIG.yaml [--output-dir DIR] [--steps N] [--no-resume]``.
+"""``ivfusion train student|paldm|idpo|reward|distill --config CONFIG.yaml [--output-dir DIR] [--steps N]
+[--no-resume]``.
 
-``student``: the fusion network (docs/student.md); ``paldm`` / ``idpo`` / ``reward``: the diffusion teacher; ``distill``: the
-teacher's outputs into the student (docs/teacher.md).
+``student``: the fusion network (docs/student.md); ``paldm`` / ``idpo`` / ``reward``: the diffusion teacher;
+``distill``: the teacher's outputs into the student (docs/teacher.md).
 """
 
 from __future__ import annotations
