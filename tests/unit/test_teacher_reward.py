@@ -60,7 +60,8 @@ def test_reward_fine_tuning_trains_a_pcldm_against_the_real_detector_copy(tmp_pa
            "train": {"seed": 1, "steps": 3, "batch_size": 2, "lr": 1e-3, "warmup": 0, "log_every": 1}}
     config = tmp_path / "reward.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    assert main(["reward", "--config", str(config), "--no-progress"]) == 0  # `ivfusion train reward`
+    assert main(["reward", "--config", str(config), "--no-progress", "--seed", "11"]) == 0  # `ivfusion train reward`
+    assert yaml.safe_load((tmp_path / "reward" / "train_config.yaml").read_text())["train"]["seed"] == 11
     final = tmp_path / "reward" / "final"
     summary = json.loads((tmp_path / "reward" / "reward_summary.json").read_text())
     assert summary["windows_total"] == 3 and summary["windows_train"] == 2  # one frame's fold held out

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         t.add_argument("--steps", type=int, help="override train.steps")
         t.add_argument("--max-minutes", type=float, help="override train.max_minutes (stop and save at this wall time)")
         t.add_argument("--threads", type=int, help="override train.threads (CPU threads for torch)")
+        t.add_argument("--seed", type=int, help="override train.seed (a replicate of the same recipe)")
         if name == "student":
             t.add_argument("--stop-at-step", type=int,
                            help="stop and save at this step, keeping the LR schedule of train.steps")
@@ -65,7 +66,7 @@ def _override(cfg: dict, args: argparse.Namespace) -> dict:
     """Command-line overrides of the YAML (output_dir and train.*), the same for every subcommand."""
     if args.output_dir:
         cfg["output_dir"] = args.output_dir
-    for key in ("steps", "max_minutes", "threads", "stop_at_step"):
+    for key in ("steps", "max_minutes", "threads", "stop_at_step", "seed"):
         value = getattr(args, key, None)
         if value is not None:
             cfg["train"][key] = value
