@@ -142,7 +142,8 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.paths import default_detector_weights
     from ivfusion.teacher.data import is_held_out
-    from ivfusion.teacher.train import embedder, load_instances
+    from ivfusion.teacher.evaluate import preset_embeddings
+    from ivfusion.teacher.train import load_instances
     from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
     from ivfusion.training.loop import TrainLoop
 
@@ -167,8 +168,8 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     weights = Path(rcfg.weights) if rcfg.weights else default_detector_weights()
     class_index = {n: i for i, n in class_names(weights).items()}
     windows = {k: v.to(device) for k, v in window_tensors(images, train, patch, class_index).items()}
-    kind = dcfg.get("text_encoder", "minilm")
-    preference = embedder(kind, reference.text_dim)([PRESETS[rcfg.preference]]).float().to(device)
+    preference = preset_embeddings([rcfg.preference], reference.text_dim, dcfg.get("text_encoder", "minilm"))
+    preference = preference[rcfg.preference].float().view(1, -1).to(device)
     detector = DetectorLoss(DetectorLossConfig(weight=rcfg.detector, weights=rcfg.weights,
                                                quantize_activations=rcfg.quantize_activations), device)
     detector.model.requires_grad_(False)

@@ -256,6 +256,7 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
     (docs/teacher.md, IDPO v6/v7)."""
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.data import fingerprint, keyed_cache
+    from ivfusion.teacher.evaluate import preset_embeddings
     from ivfusion.teacher.idpo import generate_candidates
     from ivfusion.teacher.properties import STANDARD
 
@@ -270,8 +271,8 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
         out = []
         for p in proposals:
             model = PALDM.from_pretrained(p["model"]).to(device)
-            embed = embedder(dcfg.get("text_encoder", "minilm"), model.text_dim)
-            pref = embed([PRESETS[p["preference"]]])[0].float() if p.get("preference") else None
+            pref = None if not p.get("preference") else preset_embeddings(
+                [p["preference"]], model.text_dim, dcfg.get("text_encoder", "minilm"))[p["preference"]].float()
             out.append(generate_candidates(model, images, instances, patch, steps=steps, seed=seed,
                                            codes=[STANDARD.index], preference=pref, progress=progress,
                                            desc=f"proposals of {p['model']}"))
