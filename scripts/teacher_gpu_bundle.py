@@ -1,6 +1,7 @@
-"""Pack what an IDPO run needs on the GPU machine into one folder (the CPU half of the CPU/GPU split).
+"""Pack what an IDPO or reward run needs on the GPU machine into one folder (the CPU half of the CPU/GPU split).
 
     python scripts/teacher_gpu_bundle.py --config config/train/idpo_v6_f0.yaml --out .gpu_bundle
+    python scripts/teacher_gpu_bundle.py --config config/train/reward_f0.yaml --out .gpu_bundle
 
 The GPU machine has neither the shared data nor the shared OpenVINO detector, and takes at most 64 MiB of files.
 So the CPU builds the preference cache (``ivfusion train idpo --prepare-only``) and this script copies:
@@ -12,6 +13,11 @@ So the CPU builds the preference cache (``ivfusion train idpo --prepare-only``) 
 * ``preferences/``: the verdicts (``pairs.json``), the text embeddings, and the detection searches' maps only
   (``teacher.train.strip_refined``): the machine regenerates the candidates from their seeds and rebuilds the
   refinements from the maps.
+
+A reward config's bundle has no ``preferences/``; in their place, the shared detector as its torch copy
+(``torch_yolo.save_torch_copy``, in the export folder without the IR: the machine has no OpenVINO) and the
+preset's embedding (``preference.safetensors``: the machine has no sentence encoder). One bundle serves every
+fold and seed of a recipe: they differ only in which windows they train on.
 
 ``scripts/teacher_gpu_train.sh`` unpacks it there and trains. The folder holds third-party data: give it a name
 that ``.git/info/exclude`` ignores (the device tool carries it), never commit it.
@@ -25,6 +31,7 @@ from pathlib import Path
 
 from ivfusion.errors import ConfigError
 from ivfusion.paths import default_detector_weights, shared_root
+from ivfusion.teacher.reward import REWARD_SECTIONS
 from ivfusion.teacher.train import IDPO_SECTIONS, load_config, strip_refined
 
 PREFERENCE_FILES = ("pairs.json", "texts.safetensors")
@@ -38,26 +45,37 @@ def _source_names(cfg: dict) -> list[str]:
 
 
 def bundle(config: Path, out: Path) -> list[Path]:
-    """Write the bundle for ``config`` into ``out`` (replaced); returns the files written."""
-    cfg = load_config(config, IDPO_SECTIONS)
-    prefs = Path(cfg["output_dir"]) / "preferences"
-    missing = [f for f in (*PREFERENCE_FILES, "refined.safetensors") if not (prefs / f).exists()]
-    if missing:
-        raise ConfigError(f"{prefs}: no {missing}; run `ivfusion train idpo --config {config} --prepare-only` first")
+    """Write the bundle for ``config`` (an IDPO or a reward config) into ``out`` (replaced); returns the files."""
+    cfg = load_config(config, IDPO_SECTIONS + REWARD_SECTIONS)
+    if "reward" in cfg:
+        return _reward_bundle(load_config(config, REWARD_SECTIONS), out)
+    return _idpo_bundle(load_config(config, IDPO_SECTIONS), out, config)
+
+
+def _common(cfg: dict, out: Path) -> None:
+    """What every stage needs: the sources, the PALDM it starts from, the pseudo-label cache."""
     if out.exists():
         shutil.rmtree(out)
     # pseudo-labelled runs never read the dataset's labels: leave them behind
     skip = shutil.ignore_patterns("labels") if cfg["data"].get("objects") == "pseudo" else None
     for name in _source_names(cfg):
         shutil.copytree(shared_root() / "datasets" / name, out / "shared" / "datasets" / name, ignore=skip)
-    weights = default_detector_weights()
-    (out / "shared" / "weights" / weights.name).mkdir(parents=True)
-    shutil.copy2(weights / "metadata.yaml", out / "shared" / "weights" / weights.name / "metadata.yaml")
     shutil.copytree(cfg["init_from"], out / "init")
     pseudo = Path(cfg["data"].get("cache_dir", "outputs/cache")) / "student_detections.json"
     (out / "cache").mkdir()
     if pseudo.exists():  # the pseudo-labels (a labelled run may have none)
         shutil.copy2(pseudo, out / "cache" / pseudo.name)
+
+
+def _idpo_bundle(cfg: dict, out: Path, config: Path) -> list[Path]:
+    prefs = Path(cfg["output_dir"]) / "preferences"
+    missing = [f for f in (*PREFERENCE_FILES, "refined.safetensors") if not (prefs / f).exists()]
+    if missing:
+        raise ConfigError(f"{prefs}: no {missing}; run `ivfusion train idpo --config {config} --prepare-only` first")
+    _common(cfg, out)
+    weights = default_detector_weights()
+    (out / "shared" / "weights" / weights.name).mkdir(parents=True)
+    shutil.copy2(weights / "metadata.yaml", out / "shared" / "weights" / weights.name / "metadata.yaml")
     (out / "preferences").mkdir()
     for f in PREFERENCE_FILES:
         shutil.copy2(prefs / f, out / "preferences" / f)
@@ -65,9 +83,30 @@ def bundle(config: Path, out: Path) -> list[Path]:
     return sorted(p for p in out.rglob("*") if p.is_file())
 
 
+def _reward_bundle(cfg: dict, out: Path) -> list[Path]:
+    """The reward stage differentiates the detector: its torch copy (no OpenVINO there) stands in the export
+    folder, and the preset's embedding is computed here (no sentence encoder there)."""
+    from ivfusion.detection.torch_yolo import TORCH_COPY, save_torch_copy
+    from ivfusion.fusion.preference import PRESETS
+    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.reward import PREFERENCE_FILE, RewardConfig
+    from ivfusion.teacher.train import cached_text_embeddings
+
+    rcfg = RewardConfig.from_dict(cfg.get("reward"))
+    if rcfg.weights:
+        raise ConfigError("bundle: reward.weights must be empty (the shared detector), so the bundle's copy is used")
+    _common(cfg, out)
+    weights = default_detector_weights()
+    save_torch_copy(weights, out / "shared" / "weights" / weights.name / TORCH_COPY)
+    text = PRESETS[rcfg.preference]
+    cached_text_embeddings(out / PREFERENCE_FILE, [text], cfg["data"].get("text_encoder", "minilm"),
+                           PALDM.from_pretrained(cfg["init_from"]).text_dim)
+    return sorted(p for p in out.rglob("*") if p.is_file())
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", type=Path, required=True, help="an IDPO config whose preference cache is built")
+    p.add_argument("--config", type=Path, required=True, help="a reward config, or an IDPO config whose preference cache is built")
     p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced)")
     args = p.parse_args()
     files = bundle(args.config, args.out)

@@ -121,6 +121,29 @@ def test_class_names_come_from_the_export_folder_with_or_without_the_ir(ir_path:
     assert class_names(tmp_path, nc=3) == {0: "0", 1: "1", 2: "2"}  # no metadata: indices, which match nothing
 
 
+def test_a_saved_torch_copy_is_the_same_detector_without_openvino(ir_path: Path, quantized_yolo, tmp_path: Path,
+                                                                   msrs_rgb: np.ndarray) -> None:
+    from ivfusion.detection.torch_yolo import TORCH_COPY, class_names, load_torch_yolo, save_torch_copy
+    from ivfusion.errors import DetectorError
+
+    # a bundle's export folder: the copy and no .xml (the GPU machine has no OpenVINO)
+    folder = tmp_path / "yolov8n_int8_openvino_model"
+    save_torch_copy(ir_path, folder / TORCH_COPY)
+    loaded = load_torch_yolo(folder, quantize_activations=True)
+    assert loaded.quantized_sites == 67 and loaded.names == quantized_yolo.names
+    assert class_names(folder) == quantized_yolo.names
+    x = torch.from_numpy(msrs_rgb[:320, :320].transpose(2, 0, 1).copy()).float()[None] / 255.0
+    assert torch.equal(loaded(x)[0], quantized_yolo(x)[0])  # same weights, same rounding: bit for bit
+    (tmp_path / "other.safetensors").write_bytes((folder / TORCH_COPY).read_bytes()[:64])
+    with pytest.raises(Exception):
+        load_torch_yolo(tmp_path / "other.safetensors")  # truncated: fails loudly
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(DetectorError, match="not a detector copy"):
+        load_torch_yolo(tmp_path / "plain.safetensors")
+
+
 def test_pseudo_labels_merge_both_bands() -> None:
     ir = [[0.1, 0.1, 0.3, 0.5, 0, 0.9], [0.6, 0.6, 0.8, 0.9, 2, 0.2]]  # the car is below the score floor
     vi = [[0.11, 0.1, 0.31, 0.5, 0, 0.7], [0.5, 0.1, 0.7, 0.4, 0, 0.8]]  # same person again + another one

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from ivfusion.errors import ConfigError
 from ivfusion.models.student import StudentFusionNet
 from ivfusion.training.trainer import latest_checkpoint, train
 
@@ -41,3 +44,41 @@ def test_train_five_steps_checkpoint_and_resume(tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6, 7]
     assert json.loads((latest_checkpoint(out) / "state.json").read_text())["step"] == 7
+
+
+def test_a_config_names_its_base_and_overrides_only_what_differs(tmp_path: Path) -> None:
+    from ivfusion.training.loop import load_config
+
+    (tmp_path / "recipe.yaml").write_text("output_dir: out/a\ndata: {patch: 256, held_out: {folds: 2, fold: 0}}\n"
+                                          "train: {steps: 240, lr: 0.00005}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "fold1.yaml").write_text("base: ../recipe.yaml\noutput_dir: out/b\n"
+                                                 "data: {held_out: {fold: 1}}\ntrain: {steps: 480}\n")
+    cfg = load_config(tmp_path / "sub" / "fold1.yaml", ("output_dir", "data", "train"), ("data",))
+    assert cfg == {"output_dir": "out/b", "data": {"patch": 256, "held_out": {"folds": 2, "fold": 1}},
+                   "train": {"steps": 480, "lr": 0.00005}}
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_config(tmp_path / "loop.yaml", ("data",), ())
+    (tmp_path / "typo.yaml").write_text("base: recipe.yaml\ntrian: {steps: 1}\n")
+    with pytest.raises(ConfigError, match="unknown sections"):
+        load_config(tmp_path / "typo.yaml", ("output_dir", "data", "train"), ())
+
+
+def test_every_shipped_training_config_loads() -> None:
+    """The recipes docs/ quote: each parses, with its base, into its trainer's sections."""
+    from ivfusion.teacher.reward import REWARD_SECTIONS
+    from ivfusion.teacher.distill import DISTILL_SECTIONS
+    from ivfusion.teacher.train import IDPO_SECTIONS, PALDM_SECTIONS, load_config
+    from ivfusion.training.trainer import load_config as load_student
+
+    configs = sorted((Path(__file__).parents[2] / "config" / "train").glob("*.yaml"))
+    assert len(configs) > 40
+    for path in configs:
+        name = path.stem
+        if name.startswith("student"):
+            load_student(path)
+        else:
+            sections = {"paldm": PALDM_SECTIONS, "idpo": IDPO_SECTIONS, "reward": REWARD_SECTIONS,
+                        "distill": DISTILL_SECTIONS}[name.split("_")[0]]
+            load_config(path, sections)

@@ -184,7 +184,7 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
     from ivfusion.teacher.data import instance_patch
     from ivfusion.teacher.evaluate import sample_codes
     from ivfusion.teacher.paldm import PALDM
-    from ivfusion.teacher.train import _text_embeddings, prepare_preferences
+    from ivfusion.teacher.train import cached_text_embeddings, prepare_preferences
     from tests.unit.test_teacher import TINY
     from tests.unit.tiny_data import write_tiny_pairs
 
@@ -220,7 +220,7 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
     assert np.abs(cands[0, 0].astype(int) - sample_codes(model, t, y, steps=1, seed=3 * 100003)[4]).max() <= 1
     assert cpu["pairs"] and any(not np.array_equal(c[0], c[1]) for c in cands)
     texts = sorted({p["text"] for p in cpu["pairs"]})  # the embeddings train_idpo caches beside the verdicts
-    _text_embeddings(tmp_path / "cpu" / "preferences" / "texts.safetensors", texts, "hash", model.text_dim)
+    cached_text_embeddings(tmp_path / "cpu" / "preferences" / "texts.safetensors", texts, "hash", model.text_dim)
 
     config = tmp_path / "idpo.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -238,7 +238,7 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
     cfg = {**cfg, "output_dir": str(gpu), "init_from": str(out / "init")}
     again = prepare_preferences(cfg, PALDM.from_pretrained(out / "init"), progress=False)
     assert np.array_equal(again["candidates"], cands) and again["pairs"] == cpu["pairs"]
-    assert set(_text_embeddings(gpu / "preferences" / "texts.safetensors", texts, "hash", model.text_dim)) == set(texts)
+    assert set(cached_text_embeddings(gpu / "preferences" / "texts.safetensors", texts, "hash", model.text_dim)) == set(texts)
     with pytest.raises(ConfigError, match="text oracle"):
         prepare_preferences({**cfg, "oracles": {"text": {"prompts": ["x"]}}}, model, progress=False)
 

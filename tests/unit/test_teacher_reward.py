@@ -75,6 +75,56 @@ def test_reward_fine_tuning_trains_a_pcldm_against_the_real_detector_copy(tmp_pa
         train_reward({**cfg, "output_dir": str(tmp_path / "bad")}, progress=False)
 
 
+def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tmp_path: Path, shared_root: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    """The CPU/GPU split of the reward stage: ``scripts/teacher_gpu_bundle.py`` packs the detector as its torch copy
+    and the preset's embedding; a machine with neither OpenVINO nor the sentence encoder trains from that alone, to
+    the same weights as the CPU."""
+    import importlib.util
+    import shutil
+
+    from ivfusion.teacher import reward, train
+
+    ir = shared_root / "weights" / "yolov8n_int8_openvino_model"
+    if not ir.is_dir():
+        pytest.skip(f"shared detector not found under {shared_root}: the reward is its PyTorch copy")
+    shared = tmp_path / "shared"  # a shared root: the tiny set as "m3fd", the real detector
+    write_tiny_pairs(shared / "datasets" / "m3fd", n=2, h=64, w=64, labels=True)
+    (shared / "weights").mkdir()
+    (shared / "weights" / ir.name).symlink_to(ir)
+    monkeypatch.setenv("IVFUSION_SHARED", str(shared))
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
+    cfg = {"output_dir": str(tmp_path / "cpu"), "init_from": str(tmp_path / "paldm"),
+           "data": {"sources": [{"name": "m3fd"}], "instances": "scenes", "patch": 64, "held_out": 0.0,
+                    "text_encoder": "hash", "cache_dir": str(tmp_path / "cache")},
+           "reward": {"steps": 2}, "train": {"seed": 1, "steps": 1, "batch_size": 2, "log_every": 1}}
+    config = tmp_path / "reward.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    train_reward(cfg, progress=False)
+
+    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bundle"
+    script.bundle(config, out)
+    assert not list(out.rglob("*.xml")) and not (out / "preferences").exists()
+
+    def no_encoder(kind, dim=384):
+        raise AssertionError("the GPU machine has no sentence encoder")
+
+    monkeypatch.setattr(train, "embedder", no_encoder)
+    monkeypatch.setenv("IVFUSION_SHARED", str(out / "shared"))
+    gpu = tmp_path / "gpu"
+    gpu.mkdir()
+    shutil.copy2(out / reward.PREFERENCE_FILE, gpu / reward.PREFERENCE_FILE)
+    train_reward({**cfg, "output_dir": str(gpu), "init_from": str(out / "init")}, progress=False)
+    first, second = (PALDM.from_pretrained(d / "final") for d in (tmp_path / "cpu", gpu))
+    assert torch.equal(first.pref_proj.weight, second.pref_proj.weight)  # same windows, detector, preference, step
+    with pytest.raises(ConfigError, match="reward.weights"):
+        config.write_text(yaml.safe_dump({**cfg, "reward": {"weights": str(ir)}}))
+        script.bundle(config, out)
+
+
 def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_path: Path):
     """IDPO v7's candidates: PALDM's standard sample and a tuned teacher's, one noise, so a pair differs only by what
     the tuned teacher does differently."""

@@ -13,12 +13,17 @@ either variant and the IR are.
 
 The converted weights are the third party's weights in another format, so they are never written into the
 repository: :func:`load_torch_yolo` builds the model from the shared IR each time (about a second).
+:func:`save_torch_copy` writes them, with the activation quantisers and class names, into one safetensors file
+for a training machine without OpenVINO (the GPU half of a run; scripts/teacher_gpu_bundle.py puts it in an
+ignored bundle folder); :func:`load_torch_yolo` reads such a file, or an export folder holding only it, in place
+of the IR.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,61 @@ def ir_xml(path: str | Path) -> Path:
     if not found:
         raise DetectorError(f"{path}: no OpenVINO .xml in the folder")
     return found[0]
+
+
+TORCH_COPY = "torch_copy.safetensors"  # the name save_torch_copy's file has inside an export folder
+_COPY_FORMAT = "ivfusion-torch-yolo/1"
+
+
+def _torch_copy_file(path: Path) -> Path | None:
+    """The torch copy that stands in for the IR at ``path``: the file itself, or an export folder's copy when the
+    folder has no ``.xml`` (a bundle made for a machine without OpenVINO)."""
+    if path.suffix == ".safetensors":
+        return path
+    if path.is_dir() and not any(path.glob("*.xml")) and (path / TORCH_COPY).exists():
+        return path / TORCH_COPY
+    return None
+
+
+def save_torch_copy(weights: str | Path, out: str | Path) -> Path:
+    """The IR's dequantised convolutions, activation quantisers and class names in one safetensors file ``out``
+    (metadata as JSON, so reading it runs no code). Third-party weights: keep the file out of the repository."""
+    from safetensors.torch import save_file
+
+    xml, ir = _read_ir(weights)
+    state = _conv_weights(xml, ir)
+    nc = int(state["model.22.cv3.0.2.weight"].shape[0])
+    metadata = {"format": _COPY_FORMAT, "names": json.dumps(class_names(weights, nc)),
+                "quant_sites": json.dumps([asdict(s) for s in _quant_sites(xml, ir)])}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out), metadata=metadata)
+    return out
+
+
+def _copy_metadata(file: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    if not file.exists():
+        raise DetectorError(f"{file}: no such detector copy")
+    with safe_open(str(file), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != _COPY_FORMAT:
+        raise DetectorError(f"{file}: not a detector copy written by save_torch_copy (format "
+                            f"{meta.get('format')!r}, expected {_COPY_FORMAT!r})")
+    return meta
+
+
+def _copy_names(meta: dict[str, str]) -> dict[int, str]:
+    return {int(k): str(v) for k, v in json.loads(meta["names"]).items()}
+
+
+def _read_torch_copy(file: Path) -> tuple[dict[str, torch.Tensor], list[QuantSite], dict[int, str]]:
+    from safetensors.torch import load_file
+
+    meta = _copy_metadata(file)
+    sites = [QuantSite(**s) for s in json.loads(meta["quant_sites"])]
+    return load_file(str(file)), sites, _copy_names(meta)
 
 
 def _read_ir(weights: str | Path) -> tuple[Path, Any]:
@@ -104,8 +164,13 @@ def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml",
     from ultralytics.nn.tasks import DetectionModel
 
     weights = Path(weights)
-    xml, ir = _read_ir(weights)
-    state = _conv_weights(xml, ir)
+    copy = _torch_copy_file(weights)
+    if copy is not None:
+        state, sites, names = _read_torch_copy(copy)
+    else:
+        xml, ir = _read_ir(weights)
+        state = _conv_weights(xml, ir)
+        sites, names = (_quant_sites(xml, ir) if quantize_activations else []), None
     nc = int(state["model.22.cv3.0.2.weight"].shape[0])
     model = DetectionModel(yaml, nc=nc, verbose=False)
     model.fuse(verbose=False)
@@ -116,11 +181,10 @@ def load_torch_yolo(weights: str | Path, *, yaml: str = "yolov8n.yaml",
         raise DetectorError(f"{weights}: the IR does not match {yaml}: missing {missing[:4]}, shape mismatch "
                             f"{wrong[:4]}, extra {sorted(set(state) - set(own))[:4]}")
     model.load_state_dict({**own, **{k: v for k, v in state.items() if not k.startswith("model.22.dfl")}})
-    model.names = class_names(weights, nc)
+    model.names = names or class_names(weights, nc)
     model.eval().requires_grad_(False)
     if quantize_activations:
         modules = dict(model.named_modules())
-        sites = _quant_sites(xml, ir)
         for site in sites:
             if site.module not in modules:
                 raise DetectorError(f"{weights}: FakeQuantize at {site.module!r} has no module in {yaml}")
@@ -200,6 +264,9 @@ def class_names(weights: str | Path, nc: int = 80) -> dict[int, str]:
     import yaml as yaml_lib
 
     weights = Path(weights)
+    copy = _torch_copy_file(weights)
+    if copy is not None:
+        return _copy_names(_copy_metadata(copy))
     # the export folder's metadata.yaml, even without the IR beside it (a machine given only the names)
     metadata = weights / "metadata.yaml" if weights.is_dir() else weights.parent / "metadata.yaml"
     names = (yaml_lib.safe_load(metadata.read_text()) or {}).get("names") if metadata.exists() else None

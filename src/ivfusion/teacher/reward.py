@@ -40,6 +40,7 @@ from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
 
 REWARD_SECTIONS = ("output_dir", "init_from", "data", "reward", "train")
+PREFERENCE_FILE = "preference.safetensors"  # the preset's embedding, in the run's output_dir
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class RewardConfig:
     anchor: float = 20.0  # x mean |output - PALDM's output from the same last-step latent| (luminance in [0, 1])
     preference: str = "detection"  # the preset whose embedding conditions the tuned behaviour
     quantize_activations: bool = True  # the INT8-like copy (docs/student.md, "v5 candidates")
-    weights: str = ""  # OpenVINO IR of the detector; "" = the shared YOLOv8n
+    weights: str = ""  # the detector's OpenVINO IR, or its torch copy (torch_yolo.save_torch_copy); "" = the shared YOLOv8n
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -142,8 +143,7 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.paths import default_detector_weights
     from ivfusion.teacher.data import is_held_out
-    from ivfusion.teacher.evaluate import preset_embeddings
-    from ivfusion.teacher.train import load_instances
+    from ivfusion.teacher.train import cached_text_embeddings, load_instances
     from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
     from ivfusion.training.loop import TrainLoop
 
@@ -168,8 +168,10 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     weights = Path(rcfg.weights) if rcfg.weights else default_detector_weights()
     class_index = {n: i for i, n in class_names(weights).items()}
     windows = {k: v.to(device) for k, v in window_tensors(images, train, patch, class_index).items()}
-    preference = preset_embeddings([rcfg.preference], reference.text_dim, dcfg.get("text_encoder", "minilm"))
-    preference = preference[rcfg.preference].float().view(1, -1).to(device)
+    # cached in the run's folder, so a machine without the sentence encoder trains from a bundle that holds it
+    text = PRESETS[rcfg.preference]
+    preference = cached_text_embeddings(loop.out / PREFERENCE_FILE, [text], dcfg.get("text_encoder", "minilm"),
+                                        reference.text_dim)[text].float().view(1, -1).to(device)
     detector = DetectorLoss(DetectorLossConfig(weight=rcfg.detector, weights=rcfg.weights,
                                                quantize_activations=rcfg.quantize_activations), device)
     detector.model.requires_grad_(False)

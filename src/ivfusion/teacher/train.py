@@ -297,7 +297,7 @@ def strip_refined(src: Path, dst: Path) -> None:
     save_keyed(maps, dst, key)
 
 
-def _text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) -> dict[str, torch.Tensor]:
+def cached_text_embeddings(cache_file: Path, texts: list[str], kind: str, dim: int) -> dict[str, torch.Tensor]:
     """Preference-text embeddings, cached next to the pairs so a machine without the sentence encoder can train."""
     from ivfusion.teacher.data import fingerprint, keyed_cache
 
@@ -362,7 +362,7 @@ def _preferences_and_texts(cfg: dict[str, Any], reference: PALDM, progress: bool
     """The preference cache (:func:`prepare_preferences`) and the embeddings of its preference texts."""
     prefs = prepare_preferences(cfg, reference, progress=progress)
     texts = sorted({p["text"] for p in prefs["pairs"]})
-    embeddings = _text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
+    embeddings = cached_text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
                                   cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
     return prefs, embeddings
 

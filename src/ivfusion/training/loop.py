@@ -39,11 +39,11 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 
 def load_config(path: str | Path, sections: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
-    """A training YAML with only known top-level sections and every required one (student and teacher configs)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"training config {path} does not exist")
-    cfg = yaml.safe_load(path.read_text()) or {}
+    """A training YAML with only known top-level sections and every required one (student and teacher configs).
+
+    ``base: other.yaml`` (relative to this file) starts from that config and overrides it section by section, key
+    by key: a fold or a variant of a recipe names only what differs (config/train/reward_g_f1.yaml)."""
+    cfg = _read_with_base(Path(path), ())
     unknown = set(cfg) - set(sections)
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; known: {', '.join(sections)}")
@@ -51,6 +51,28 @@ def load_config(path: str | Path, sections: tuple[str, ...], required: tuple[str
         if key not in cfg:
             raise ConfigError(f"{path}: missing section {key!r}")
     return cfg
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"training config {path} does not exist")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `base` chain loops back to itself ({' -> '.join(map(str, seen))})")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: a training config is a mapping of sections, got {type(cfg).__name__}")
+    base = cfg.pop("base", None)
+    if base is None:
+        return cfg
+    return merge_config(_read_with_base(path.parent / str(base), (*seen, path.resolve())), cfg)
+
+
+def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on it: mappings merge key by key, anything else (lists too) is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def make_accelerator(tcfg: dict[str, Any]) -> Any:
