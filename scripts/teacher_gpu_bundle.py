@@ -16,8 +16,9 @@ So the CPU builds the preference cache (``ivfusion train idpo --prepare-only``) 
 
 A reward config's bundle has no ``preferences/``; in their place, the shared detector as its torch copy
 (``torch_yolo.save_torch_copy``, in the export folder without the IR: the machine has no OpenVINO) and the
-preset's embedding (``preference.safetensors``: the machine has no sentence encoder). One bundle serves every
-fold and seed of a recipe: they differ only in which windows they train on.
+preset's embedding (``preference_<preset>.safetensors``: the machine has no sentence encoder). One bundle serves
+every fold and seed of a recipe (they differ only in which windows they train on), and with several ``--config``
+reward configs on the same sources and PALDM, each one's preset.
 
 ``scripts/teacher_gpu_train.sh`` unpacks it there and trains. The folder holds third-party data: give it a name
 that ``.git/info/exclude`` ignores (the device tool carries it), never commit it.
@@ -44,12 +45,27 @@ def _source_names(cfg: dict) -> list[str]:
     return names
 
 
-def bundle(config: Path, out: Path) -> list[Path]:
-    """Write the bundle for ``config`` (an IDPO or a reward config) into ``out`` (replaced); returns the files."""
+def bundle(config: Path, out: Path, *more: Path) -> list[Path]:
+    """Write the bundle for ``config`` (an IDPO or a reward config) into ``out`` (replaced); returns the files.
+    ``more``: further reward configs whose presets the bundle also holds (same sources and PALDM)."""
     cfg = load_config(config, IDPO_SECTIONS + REWARD_SECTIONS)
-    if "reward" in cfg:
-        return _reward_bundle(load_config(config, REWARD_SECTIONS), out)
-    return _idpo_bundle(load_config(config, IDPO_SECTIONS), out, config)
+    if "reward" not in cfg:
+        if more:
+            raise ConfigError("bundle: only reward configs share a bundle")
+        return _idpo_bundle(load_config(config, IDPO_SECTIONS), out, config)
+    from ivfusion.teacher.reward import RewardConfig
+
+    configs = [load_config(c, REWARD_SECTIONS) for c in (config, *more)]
+    for path, other in zip((config, *more), configs):  # checked before the old bundle is replaced
+        if (_source_names(other), other["init_from"]) != (_source_names(cfg), cfg["init_from"]):
+            raise ConfigError(f"bundle: {path} trains other sources or another PALDM than {config}")
+        if RewardConfig.from_dict(other.get("reward")).weights:
+            raise ConfigError(f"bundle: {path}: reward.weights must be empty (the shared detector), so the bundle's "
+                              "copy is used")
+    _reward_bundle(configs[0], out)
+    for other in configs[1:]:
+        _reward_preference(other, out)
+    return sorted(p for p in out.rglob("*") if p.is_file())
 
 
 def _common(cfg: dict, out: Path) -> None:
@@ -87,29 +103,33 @@ def _reward_bundle(cfg: dict, out: Path) -> list[Path]:
     """The reward stage differentiates the detector: its torch copy (no OpenVINO there) stands in the export
     folder, and the preset's embedding is computed here (no sentence encoder there)."""
     from ivfusion.detection.torch_yolo import TORCH_COPY, save_torch_copy
-    from ivfusion.fusion.preference import PRESETS
-    from ivfusion.teacher.paldm import PALDM
-    from ivfusion.teacher.reward import PREFERENCE_FILE, RewardConfig
-    from ivfusion.teacher.train import cached_text_embeddings
 
-    rcfg = RewardConfig.from_dict(cfg.get("reward"))
-    if rcfg.weights:
-        raise ConfigError("bundle: reward.weights must be empty (the shared detector), so the bundle's copy is used")
     _common(cfg, out)
     weights = default_detector_weights()
     save_torch_copy(weights, out / "shared" / "weights" / weights.name / TORCH_COPY)
-    text = PRESETS[rcfg.preference]
-    cached_text_embeddings(out / PREFERENCE_FILE, [text], cfg["data"].get("text_encoder", "minilm"),
-                           PALDM.from_pretrained(cfg["init_from"]).text_dim)
+    _reward_preference(cfg, out)
     return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def _reward_preference(cfg: dict, out: Path) -> None:
+    from ivfusion.fusion.preference import PRESETS
+    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.reward import RewardConfig, preference_file
+    from ivfusion.teacher.train import cached_text_embeddings
+
+    rcfg = RewardConfig.from_dict(cfg.get("reward"))
+    text = PRESETS[rcfg.preference]
+    cached_text_embeddings(out / preference_file(rcfg.preference), [text], cfg["data"].get("text_encoder", "minilm"),
+                           PALDM.from_pretrained(cfg["init_from"]).text_dim)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", type=Path, required=True, help="a reward config, or an IDPO config whose preference cache is built")
+    p.add_argument("--config", type=Path, nargs="+", required=True,
+                   help="reward configs (one bundle, each one's preset), or one IDPO config whose preference cache is built")
     p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced)")
     args = p.parse_args()
-    files = bundle(args.config, args.out)
+    files = bundle(args.config[0], args.out, *args.config[1:])
     size = sum(f.stat().st_size for f in files)
     print(f"{args.out}: {len(files)} files, {size / 2**20:.1f} MiB")
     return 0

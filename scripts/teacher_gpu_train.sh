@@ -40,7 +40,7 @@ EOF
   if [ "$stage" = idpo ]; then
     rm -rf "$run/preferences" && cp -r "$bundle/preferences" "$run/preferences"
   else
-    cp "$bundle/preference.safetensors" "$run/"
+    cp "$bundle"/preference_*.safetensors "$run/"  # the presets' embeddings; the run reads its own
   fi
   local name start
   name=$(basename "$run") start=$(date +%s)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -175,10 +176,13 @@ def cmd_map(args) -> None:
         methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
-        run = run_name(dirs[0]).rsplit("_f", 1)[0]
+        run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
         methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps)
                                  for k, m in enumerate(folds)], f"PCLDM {run}/{p} (cross-fitted)")
                     for p in args.preferences]
+    names = [m.name for m in methods]
+    if len(set(names)) < len(names):  # the summary is keyed by name: a repeated one would hide a method's numbers
+        raise SystemExit(f"two methods would share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
     res = evaluate(ds, methods, metrics=True, detection=True)
     out = summary(res)
     if args.bootstrap:  # each teacher against the first method (the PALDM), paired over the same frames

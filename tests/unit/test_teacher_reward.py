@@ -75,6 +75,36 @@ def test_reward_fine_tuning_trains_a_pcldm_against_the_real_detector_copy(tmp_pa
         train_reward({**cfg, "output_dir": str(tmp_path / "bad")}, progress=False)
 
 
+def test_the_visual_objective_prefers_a_fusion_to_either_source_and_trains_without_a_detector(tmp_path: Path):
+    from ivfusion.teacher.reward import RewardConfig, visual_loss
+
+    torch.manual_seed(0)
+    y = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(2, 1, 64, 64)
+    thermal = (0.2 + 0.6 * (y > 0.5) + 0.02 * torch.rand(2, 1, 64, 64)).clamp(0, 1)  # a hot half, a little noise
+    vis = (0.5 + 0.4 * torch.sin(y * 40)).expand(2, 1, 64, 64).contiguous()  # texture
+    cfg = RewardConfig(objective="visual", ssim=1.0, scd=1.0, gradient=1.0)
+    fused, parts = visual_loss((thermal + vis - 0.5).clamp(0, 1), thermal, vis, cfg)  # keeps both sources' detail
+    assert fused < visual_loss(thermal, thermal, vis, cfg)[0] and fused < visual_loss(vis, thermal, vis, cfg)[0]
+    assert parts["grad"] < visual_loss(0.5 * (thermal + vis), thermal, vis, cfg)[1]["grad"]  # averaging halves it
+    flat = torch.full_like(vis, 0.5, requires_grad=True)
+    visual_loss(flat, thermal, vis, cfg)[0].backward()
+    assert flat.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="objective"):
+        RewardConfig(objective="pretty")
+
+    write_tiny_pairs(tmp_path / "data", n=2, h=64, w=64, labels=True)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
+    cfg = {"output_dir": str(tmp_path / "visual"), "init_from": str(tmp_path / "paldm"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "instances": "scenes", "patch": 64,
+                    "held_out": 0.0, "text_encoder": "hash", "cache_dir": str(tmp_path)},
+           "reward": {"steps": 2, "objective": "visual", "preference": "visual",
+                      "weights": str(tmp_path / "no_detector_here")},  # never loaded for `visual`
+           "train": {"seed": 1, "steps": 2, "batch_size": 2, "log_every": 1}}
+    train_reward(cfg, progress=False)
+    logs = [json.loads(line) for line in (tmp_path / "visual" / "log.jsonl").read_text().splitlines()]
+    assert len(logs) == 2 and all(r["visual"] > 0 and "det" not in r and "ssim_t" in r for r in logs)
+
+
 def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tmp_path: Path, shared_root: Path,
                                                                                monkeypatch: pytest.MonkeyPatch):
     """The CPU/GPU split of the reward stage: ``scripts/teacher_gpu_bundle.py`` packs the detector as its torch copy
@@ -106,8 +136,12 @@ def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tm
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "bundle"
-    script.bundle(config, out)
+    visual = tmp_path / "visual.yaml"  # a second recipe in the same bundle: only its preset's embedding is added
+    visual.write_text(yaml.safe_dump({**cfg, "reward": {"objective": "visual", "preference": "visual"}}))
+    script.bundle(config, out, visual)
     assert not list(out.rglob("*.xml")) and not (out / "preferences").exists()
+    assert sorted(f.name for f in out.glob("preference_*")) == [reward.preference_file("detection"),
+                                                                reward.preference_file("visual")]
 
     def no_encoder(kind, dim=384):
         raise AssertionError("the GPU machine has no sentence encoder")
@@ -116,7 +150,8 @@ def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tm
     monkeypatch.setenv("IVFUSION_SHARED", str(out / "shared"))
     gpu = tmp_path / "gpu"
     gpu.mkdir()
-    shutil.copy2(out / reward.PREFERENCE_FILE, gpu / reward.PREFERENCE_FILE)
+    name = reward.preference_file("detection")
+    shutil.copy2(out / name, gpu / name)
     train_reward({**cfg, "output_dir": str(gpu), "init_from": str(out / "init")}, progress=False)
     first, second = (PALDM.from_pretrained(d / "final") for d in (tmp_path / "cpu", gpu))
     assert torch.equal(first.pref_proj.weight, second.pref_proj.weight)  # same windows, detector, preference, step

@@ -19,6 +19,10 @@ The pieces:
 * an anchor keeps the output a fusion: the mean absolute difference from what the frozen PALDM predicts from the
   same last-step latent (the ``fidelity`` of the detection search, which kept MI far higher at the same mAP gain).
 
+``reward.objective: visual`` swaps the detector for what the full-reference fusion metrics reward (SSIM to both
+sources, SCD, gradient transfer; :func:`visual_loss`), for the `visual` preference: the same sampler, anchor and
+windows, no detector and no labels.
+
 The policy is conditioned on the ``reward.preference`` preset's embedding (the student's text space), so the
 result is a PCLDM whose ``detection`` preference is the tuned behaviour, sampled by the same evaluation code.
 """
@@ -40,21 +44,38 @@ from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import STANDARD
 
 REWARD_SECTIONS = ("output_dir", "init_from", "data", "reward", "train")
-PREFERENCE_FILE = "preference.safetensors"  # the preset's embedding, in the run's output_dir
+
+
+def preference_file(preset: str) -> str:
+    """The file, in a run's output_dir (and a GPU bundle), that caches ``preset``'s embedding."""
+    return f"preference_{preset}.safetensors"
+
+
+OBJECTIVES = ("detection", "visual")
 
 
 @dataclass(frozen=True)
 class RewardConfig:
     steps: int = 5  # DDIM steps of the sampler being tuned: the MSRS evaluation's
+    objective: str = "detection"  # detection: the detector copy's loss; visual: fusion quality against the sources
     detector: float = 1.0  # x the detector copy's loss on the sampled window
     anchor: float = 20.0  # x mean |output - PALDM's output from the same last-step latent| (luminance in [0, 1])
     preference: str = "detection"  # the preset whose embedding conditions the tuned behaviour
     quantize_activations: bool = True  # the INT8-like copy (docs/student.md, "v5 candidates")
     weights: str = ""  # the detector's OpenVINO IR, or its torch copy (torch_yolo.save_torch_copy); "" = the shared YOLOv8n
+    # visual objective, per window: ssim x ((1 - SSIM to thermal) + (1 - SSIM to visible)) + scd x (1 - SCD / 2)
+    # + gradient x mean |Sobel(fused) - max(Sobel(thermal), Sobel(visible))| (the student's fusion-loss terms)
+    ssim: float = 1.0
+    scd: float = 1.0
+    gradient: float = 5.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"reward.steps must be >= 1, got {self.steps}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"reward.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if min(self.ssim, self.scd, self.gradient) < 0:
+            raise ConfigError(f"reward: ssim, scd and gradient must be >= 0, got {self.ssim}, {self.scd}, {self.gradient}")
         if self.detector <= 0 or self.anchor < 0:
             raise ConfigError(f"reward: detector must be > 0 and anchor >= 0, got {self.detector}, {self.anchor}")
 
@@ -82,19 +103,21 @@ def window_targets(inst: Instance, patch: int, class_index: dict[str, int]) -> t
     return out
 
 
-def window_tensors(images: list[Image], instances: list[Instance], patch: int, class_index: dict[str, int]
+def window_tensors(images: list[Image], instances: list[Instance], patch: int, class_index: dict[str, int] | None
                    ) -> dict[str, torch.Tensor]:
     """All training windows stacked once: thermal and visible luminance (N,1,P,P), visible chroma (N,2,P,P),
-    detector targets (N, MAX_TARGETS, 5)."""
+    and with ``class_index`` the detector targets (N, MAX_TARGETS, 5)."""
     from ivfusion.teacher.refine import chroma
 
-    out: dict[str, list[torch.Tensor]] = {"thermal": [], "vis_y": [], "chroma": [], "targets": []}
+    out: dict[str, list[torch.Tensor]] = {"thermal": [], "vis_y": [], "chroma": [],
+                                          **({"targets": []} if class_index is not None else {})}
     for inst in instances:
         view = instance_view(images, inst, patch)
         out["thermal"].append(to_tensor(view.ir))
         out["vis_y"].append(to_tensor(view.vi))
         out["chroma"].append(chroma(view.crcb)[0])
-        out["targets"].append(window_targets(inst, patch, class_index))
+        if class_index is not None:
+            out["targets"].append(window_targets(inst, patch, class_index))
     return {k: torch.stack(v) for k, v in out.items()}
 
 
@@ -121,18 +144,38 @@ def sample_with_last_step_grad(policy: torch.nn.Module, reference: PALDM, therma
     return model.from_latent(scheduler.step(pred, last, z).prev_sample, z_ir, z_vi), ref
 
 
+def visual_loss(fused: torch.Tensor, thermal: torch.Tensor, vis_y: torch.Tensor, cfg: RewardConfig
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The `visual` objective on (B,1,H,W) luminance: what the full-reference fusion metrics (SSIM, SCD, Qabf's
+    gradient transfer) reward, differentiably; MI and VIF are left to the anchor."""
+    from ivfusion.training.losses import scd_loss, sobel_magnitude, ssim
+
+    parts = {"ssim_t": 1.0 - ssim(fused, thermal), "ssim_v": 1.0 - ssim(fused, vis_y),
+             "scd": scd_loss(fused, thermal, vis_y),
+             "grad": (sobel_magnitude(fused) - torch.maximum(sobel_magnitude(thermal), sobel_magnitude(vis_y))
+                      ).abs().mean(dim=(1, 2, 3))}
+    loss = cfg.ssim * (parts["ssim_t"] + parts["ssim_v"]) + cfg.scd * parts["scd"] + cfg.gradient * parts["grad"]
+    return loss.mean(), {k: v.mean().detach() for k, v in parts.items()}
+
+
 def reward_loss(policy: torch.nn.Module, reference: PALDM, batch: dict[str, torch.Tensor], preference: torch.Tensor,
                 detector_loss, cfg: RewardConfig, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    """One DRaFT-1 step's loss: detector copy's loss on the coloured sample + anchor (see the module docstring)."""
+    """One DRaFT-1 step's loss: the objective on the sample (the detector copy's loss on the coloured sample, or
+    the visual loss) + anchor (see the module docstring). ``detector_loss`` is unused for `visual`."""
     from ivfusion.teacher.refine import colour
 
     b = batch["thermal"].shape[0]
     out, ref = sample_with_last_step_grad(policy, reference, batch["thermal"], batch["vis_y"],
                                           preference.expand(b, -1), cfg.steps, generator)
-    det, parts = detector_loss(colour(out, batch["chroma"]), batch["targets"])
+    if cfg.objective == "visual":
+        objective, parts = visual_loss(out, batch["thermal"], batch["vis_y"], cfg)
+        name = "visual"
+    else:
+        objective, parts = detector_loss(colour(out, batch["chroma"]), batch["targets"])
+        objective, name = cfg.detector * objective, "det"
     change = (out - ref).abs().mean()
-    loss = cfg.detector * det + cfg.anchor * change
-    return loss, {"det": det.item(), "change_grey": 255.0 * change.item(),
+    loss = objective + cfg.anchor * change
+    return loss, {name: objective.item(), "change_grey": 255.0 * change.item(),
                   **{k: v.sum().item() for k, v in parts.items()}}
 
 
@@ -155,7 +198,7 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
     policy = copy.deepcopy(reference).requires_grad_(True)
     loop = TrainLoop(cfg, policy, policy.parameters(), resume=resume, progress=progress, name="reward",
-                     postfix=("det", "change_grey"))
+                     postfix=("det" if rcfg.objective == "detection" else "visual", "change_grey"))
     device = loop.accelerator.device
     reference.to(device)
     images, instances, patch = load_instances(dcfg)
@@ -165,16 +208,20 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     train = [i for i in instances if i.objects and not is_held_out(i.key, held)]
     if not train:
         raise ConfigError("reward: no training window holds an object (all held out, or no detections)")
-    weights = Path(rcfg.weights) if rcfg.weights else default_detector_weights()
-    class_index = {n: i for i, n in class_names(weights).items()}
+    class_index = None  # detector targets: the detection objective's only
+    if rcfg.objective == "detection":
+        weights = Path(rcfg.weights) if rcfg.weights else default_detector_weights()
+        class_index = {n: i for i, n in class_names(weights).items()}
     windows = {k: v.to(device) for k, v in window_tensors(images, train, patch, class_index).items()}
     # cached in the run's folder, so a machine without the sentence encoder trains from a bundle that holds it
     text = PRESETS[rcfg.preference]
-    preference = cached_text_embeddings(loop.out / PREFERENCE_FILE, [text], dcfg.get("text_encoder", "minilm"),
+    preference = cached_text_embeddings(loop.out / preference_file(rcfg.preference), [text], dcfg.get("text_encoder", "minilm"),
                                         reference.text_dim)[text].float().view(1, -1).to(device)
-    detector = DetectorLoss(DetectorLossConfig(weight=rcfg.detector, weights=rcfg.weights,
-                                               quantize_activations=rcfg.quantize_activations), device)
-    detector.model.requires_grad_(False)
+    detector = None
+    if rcfg.objective == "detection":
+        detector = DetectorLoss(DetectorLossConfig(weight=rcfg.detector, weights=rcfg.weights,
+                                                   quantize_activations=rcfg.quantize_activations), device)
+        detector.model.requires_grad_(False)
     seed, batch_size = int(tcfg.get("seed", 0)), int(tcfg.get("batch_size", 4))
 
     def step_fn(step: int):
