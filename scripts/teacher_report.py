@@ -186,7 +186,7 @@ def cmd_map(args) -> None:
     res = evaluate(ds, methods, metrics=True, detection=True)
     out = summary(res)
     if args.bootstrap:  # each teacher against the first method (the PALDM), paired over the same frames
-        from ivfusion.evaluation.bootstrap import bootstrap_pairs
+        from ivfusion.evaluation.bootstrap import bootstrap_pairs, paired_metric_bootstrap
 
         pairs = [(i, 0) for i in range(1, len(methods))]
         by_labels = {labels: bootstrap_pairs(res, ds.folder, list(ds.stems), pairs, labels=labels, n=args.bootstrap)
@@ -196,6 +196,10 @@ def cmd_map(args) -> None:
             for d in (by_labels["fused"][k], by_labels["union"][k]):
                 print(d.line())
                 out["bootstrap_vs_first"].append({**d.__dict__, "diff": d.diff})
+        out["metrics_vs_first"] = paired_metric_bootstrap(res, pairs, n=args.bootstrap)
+        for row in out["metrics_vs_first"]:
+            print(f"{row['a']} - {row['b']}: {row['metric']:>4} {row['diff']:+.4f} [{row['low']:+.4f}, "
+                  f"{row['high']:+.4f}], frames above {row['frames_a_above']:.2f}")
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
 
 

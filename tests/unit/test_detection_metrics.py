@@ -354,3 +354,23 @@ def test_paired_bootstrap_sees_which_method_finds_more(tmp_path):
     assert d.low <= d.diff <= d.high and d.p_a_above > 0.9  # only draws of s0 alone tie
     (r,) = paired_map_bootstrap(result, folder, stems, n=200, progress=False)  # a=0 against the rest
     assert r.diff == pytest.approx(-d.diff) and r.p_a_above == 0.0
+
+
+def test_paired_metric_bootstrap_separates_a_consistent_shift_from_noise():
+    from ivfusion.evaluation.bootstrap import paired_metric_bootstrap
+    from ivfusion.evaluation.runner import EvalResult, MethodResult
+
+    rng = np.random.default_rng(0)
+    stems = [f"s{i}" for i in range(30)]
+    base = rng.normal(0.7, 0.1, 30)  # frames differ a lot; the shift is small but on every frame
+    a = MethodResult("a", "ours", metrics={"VIF": list(base + 0.01), "SF": list(base + rng.normal(0, 0.05, 30))},
+                     stems=stems)
+    b = MethodResult("b", "ours", metrics={"VIF": list(base), "SF": list(base)}, stems=stems)
+    rows = paired_metric_bootstrap(EvalResult("x", "all", 30, ("VIF", "SF"), [a, b], ()), [(0, 1)], n=500)
+    vif, sf = rows
+    assert vif["metric"] == "VIF" and vif["diff"] == pytest.approx(0.01) and vif["low"] > 0.0
+    assert vif["frames_a_above"] == 1.0 and vif["p_a_above"] == 1.0
+    assert sf["low"] < 0.0 < sf["high"]  # zero-mean noise: the interval straddles zero
+    with pytest.raises(ValueError, match="different images"):
+        paired_metric_bootstrap(EvalResult("x", "all", 30, ("VIF",), [a, MethodResult("c", "ours", stems=stems[:3])],
+                                           ()), [(0, 1)])

@@ -53,10 +53,10 @@ def test_a_config_names_its_base_and_overrides_only_what_differs(tmp_path: Path)
                                           "train: {steps: 240, lr: 0.00005}\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "fold1.yaml").write_text("base: ../recipe.yaml\noutput_dir: out/b\n"
-                                                 "data: {held_out: {fold: 1}}\ntrain: {steps: 480}\n")
+                                                 "data: {held_out: {fold: 1}}\ntrain: {steps: 480, lr: null}\n")
     cfg = load_config(tmp_path / "sub" / "fold1.yaml", ("output_dir", "data", "train"), ("data",))
     assert cfg == {"output_dir": "out/b", "data": {"patch": 256, "held_out": {"folds": 2, "fold": 1}},
-                   "train": {"steps": 480, "lr": 0.00005}}
+                   "train": {"steps": 480}}  # null removed the base's lr
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(ConfigError, match="loops back"):
         load_config(tmp_path / "loop.yaml", ("data",), ())

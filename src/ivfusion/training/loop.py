@@ -42,7 +42,8 @@ def load_config(path: str | Path, sections: tuple[str, ...], required: tuple[str
     """A training YAML with only known top-level sections and every required one (student and teacher configs).
 
     ``base: other.yaml`` (relative to this file) starts from that config and overrides it section by section, key
-    by key: a fold or a variant of a recipe names only what differs (config/train/reward_g_f1.yaml)."""
+    by key (null removes a key): a fold or a variant of a recipe names only what differs
+    (config/train/reward_g_f1.yaml)."""
     cfg = _read_with_base(Path(path), ())
     unknown = set(cfg) - set(sections)
     if unknown:
@@ -68,10 +69,16 @@ def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
 
 
 def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` laid on it: mappings merge key by key, anything else (lists too) is replaced."""
+    """``base`` with ``over`` laid on it: mappings merge key by key, anything else (lists too) is replaced, and a
+    key set to null is removed (a variant that drops one of its base's oracles)."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
     return out
 
 
