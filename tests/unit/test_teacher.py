@@ -239,6 +239,12 @@ def test_per_object_detection_verdict_pastes_the_best_candidate_per_object():
     assert (img[4:30, 4:20] == 0).all() and img[35, 40] == 40 and (cands[4] == 40).all()  # pasted, not mutated
     nothing = [[(people, 0.3, "person"), (car, 0.5, "car")] for _ in range(9)]
     assert DetectionOracle(_SceneDetector(nothing), per_object=True).prefer(view, cands, 0) is None
+    # two candidates (PALDM's standard sample, a tuned teacher's; IDPO v8o): the standard one is index 0
+    two = [[(people, 0.3, "person"), (car, 0.5, "car")], [(people, 0.2, "person"), (car, 0.7, "car")]]
+    verdict = DetectionOracle(_SceneDetector(two), min_margin=0.05, per_object=True, base=0).prefer(view, cands[:2], 0)
+    assert verdict == (0, 0, [[30, 30, 60, 50, 1]])
+    with pytest.raises(ConfigError, match="base candidate 4"):
+        DetectionOracle(_SceneDetector(two), per_object=True).prefer(view, cands[:2], 0)
 
 
 def test_windows_keep_objects_they_mostly_show():

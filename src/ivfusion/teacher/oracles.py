@@ -9,8 +9,8 @@ PCLDM on that pair:
   detection overlapping it (IoU >= ``iou``, same class when the view names classes), 0 when it is missed, so
   recall and confidence both count; the score is the mean over the instance's objects. With ``per_object``
   the verdict is made per object instead: the winner is the standard candidate with each object taken from
-  the candidate the detector scores best there, the loser the standard candidate. Text: the ``detection``
-  preset description.
+  the candidate the detector scores best there, the loser the standard candidate (``base``: its index, when the
+  candidates are not the nine codes). Text: the ``detection`` preset description.
 * ``visual`` -- fusion-quality metrics inside the instance region (plus a margin): by default VIF, Qabf, SD,
   SF (``ivfusion.metrics.fusion``), each ranked across candidates, ranks averaged. Text: the ``visual`` preset.
 * ``text`` -- a free-text prompt mapped to the property it asks for: the cosine similarity of its sentence
@@ -78,7 +78,7 @@ class DetectionOracle:
     name = "detection"
 
     def __init__(self, detector=None, *, iou: float = 0.3, min_margin: float = 0.05, per_object: bool = False,
-                 candidates: Sequence[int] | None = None) -> None:
+                 candidates: Sequence[int] | None = None, base: int = STANDARD.index) -> None:
         if per_object and candidates is not None:
             raise ConfigError("detection oracle: per_object pastes from all candidates; drop candidates:")
         if detector is None:
@@ -88,6 +88,7 @@ class DetectionOracle:
             detector = Detector(DetectorConfig(conf=0.05, iou=0.5, classes=BOX_CLASSES, imgsz=256))
         self.detector, self.iou, self.min_margin, self.per_object = detector, iou, min_margin, per_object
         self.among = None if candidates is None else [int(c) for c in candidates]
+        self.base = int(base)  # per_object: the candidate objects are pasted into (the standard code's sample)
 
     def object_scores(self, candidates: np.ndarray, view: View) -> np.ndarray:
         """(K, J): per candidate and object, the best matching detection's confidence (0 = missed)."""
@@ -119,7 +120,10 @@ class DetectionOracle:
         # Per object: the standard candidate with each object replaced by the candidate the detector likes best
         # there (when it beats the standard one by min_margin) wins over the standard candidate. Which rendering
         # helps differs per object (a pedestrian at night vs a car by day); one global code cannot say that.
-        table, base = self.object_scores(candidates, view), STANDARD.index
+        table, base = self.object_scores(candidates, view), self.base
+        if base >= len(candidates):
+            raise ConfigError(f"detection oracle: base candidate {base}, but only {len(candidates)} candidates per "
+                              "instance; with data.candidate_codes / proposals, name the standard one's index")
         paste = [[*box, int(table[:, j].argmax())] for j, box in enumerate(view.objects)
                  if table[:, j].max() - table[base, j] >= self.min_margin]
         return (base, base, paste) if paste else None
