@@ -33,7 +33,7 @@ from pathlib import Path
 from ivfusion.errors import ConfigError
 from ivfusion.paths import default_detector_weights, shared_root
 from ivfusion.teacher.reward import REWARD_SECTIONS
-from ivfusion.teacher.train import IDPO_SECTIONS, load_config, strip_refined
+from ivfusion.teacher.train import IDPO_SECTIONS, PROPOSAL_TEXTS, load_config, strip_refined
 
 PREFERENCE_FILES = ("pairs.json", "texts.safetensors")
 
@@ -85,7 +85,8 @@ def _common(cfg: dict, out: Path) -> None:
 
 def _idpo_bundle(cfg: dict, out: Path, config: Path) -> list[Path]:
     prefs = Path(cfg["output_dir"]) / "preferences"
-    missing = [f for f in (*PREFERENCE_FILES, "refined.safetensors") if not (prefs / f).exists()]
+    needed = (*PREFERENCE_FILES, *(("refined.safetensors",) if cfg.get("refine") else ()))
+    missing = [f for f in needed if not (prefs / f).exists()]
     if missing:
         raise ConfigError(f"{prefs}: no {missing}; run `ivfusion train idpo --config {config} --prepare-only` first")
     _common(cfg, out)
@@ -95,8 +96,42 @@ def _idpo_bundle(cfg: dict, out: Path, config: Path) -> list[Path]:
     (out / "preferences").mkdir()
     for f in PREFERENCE_FILES:
         shutil.copy2(prefs / f, out / "preferences" / f)
-    strip_refined(prefs / "refined.safetensors", out / "preferences" / "refined.safetensors")
+    if cfg.get("refine"):
+        strip_refined(prefs / "refined.safetensors", out / "preferences" / "refined.safetensors")
+    if cfg["data"].get("proposals"):
+        if not (prefs / PROPOSAL_TEXTS).exists():  # caches built before the proposals' embeddings were cached
+            from ivfusion.fusion.preference import PRESETS
+            from ivfusion.teacher.paldm import PALDM
+            from ivfusion.teacher.train import cached_text_embeddings
+
+            texts = [PRESETS[p["preference"]] for p in cfg["data"]["proposals"] if p.get("preference")]
+            cached_text_embeddings(prefs / PROPOSAL_TEXTS, texts, cfg["data"].get("text_encoder", "minilm"),
+                                   PALDM.from_pretrained(cfg["init_from"]).text_dim)
+        shutil.copy2(prefs / PROPOSAL_TEXTS, out / "preferences" / PROPOSAL_TEXTS)
+    _proposal_models(cfg, out)
     return sorted(p for p in out.rglob("*") if p.is_file())
+
+
+def _proposal_models(cfg: dict, out: Path) -> None:
+    """``data.proposals``' models in float16 (half the bytes; the machine samples them again) under
+    ``proposals/<k>``, and ``proposals/paths.json``: where the config expects each (teacher_gpu_train.sh puts them
+    there). The machine's proposals then differ from this one's by the float16 rounding, so the verdicts cache,
+    keyed by the models, is rebuilt there: an oracle that needs the detector cannot do that (see --help)."""
+    import json
+
+    import torch
+
+    from ivfusion.teacher.paldm import PALDM
+
+    paths = [str(p["model"]) for p in cfg["data"].get("proposals") or []]
+    if not paths:
+        return
+    if "detection" in (cfg.get("oracles") or {}):
+        raise ConfigError("bundle: a detection oracle's verdicts on proposals cannot be rebuilt on the GPU machine "
+                          "(no detector there); train that config on the CPU")
+    for k, path in enumerate(paths):
+        PALDM.from_pretrained(path).save_pretrained(out / "proposals" / str(k), dtype=torch.float16)
+    (out / "proposals" / "paths.json").write_text(json.dumps(paths))
 
 
 def _reward_bundle(cfg: dict, out: Path) -> list[Path]:

@@ -39,6 +39,16 @@ EOF
   cp "$bundle"/cache/* "$cache/" 2>/dev/null || true  # pseudo-labels, where the run has them
   if [ "$stage" = idpo ]; then
     rm -rf "$run/preferences" && cp -r "$bundle/preferences" "$run/preferences"
+    if [ -f "$bundle/proposals/paths.json" ]; then  # the proposal models, where the config names them
+      "$py" - "$bundle/proposals" <<'EOF'
+import json, shutil, sys
+from pathlib import Path
+root = Path(sys.argv[1])
+for k, path in enumerate(json.loads((root / "paths.json").read_text())):
+    if not Path(path).exists():
+        shutil.copytree(root / str(k), path)
+EOF
+    fi
   else
     cp "$bundle"/preference_*.safetensors "$run/"  # the presets' embeddings; the run reads its own
   fi

@@ -189,10 +189,11 @@ def cmd_map(args) -> None:
         from ivfusion.evaluation.bootstrap import bootstrap_pairs, paired_metric_bootstrap
 
         pairs = [(i, 0) for i in range(1, len(methods))]
-        by_labels = {labels: bootstrap_pairs(res, ds.folder, list(ds.stems), pairs, labels=labels, n=args.bootstrap)
-                     for labels in ("fused", "union")}
+        by_labels = {} if args.metrics_only else {
+            labels: bootstrap_pairs(res, ds.folder, list(ds.stems), pairs, labels=labels, n=args.bootstrap)
+            for labels in ("fused", "union")}
         out["bootstrap_vs_first"] = []
-        for k in range(len(pairs)):
+        for k in range(len(pairs) if by_labels else 0):
             for d in (by_labels["fused"][k], by_labels["union"][k]):
                 print(d.line())
                 out["bootstrap_vs_first"].append({**d.__dict__, "diff": d.diff})
@@ -263,6 +264,8 @@ def main() -> int:
                    help="cross-fitted PCLDM runs, fold 0 first (idpo_v5_f0/final idpo_v5_f1/final); repeatable")
     m.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
+    m.add_argument("--metrics-only", action="store_true",
+                   help="with --bootstrap: the fusion metrics' paired bootstrap only, not mAP's (the visual preference)")
     m.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
     m.add_argument("--preferences", nargs="+", default=["detection", "visual"])
     m.add_argument("--tag", default="teacher")

@@ -256,7 +256,6 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
     (docs/teacher.md, IDPO v6/v7)."""
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.data import fingerprint, keyed_cache
-    from ivfusion.teacher.evaluate import preset_embeddings
     from ivfusion.teacher.idpo import generate_candidates
     from ivfusion.teacher.properties import STANDARD
 
@@ -271,8 +270,10 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
         out = []
         for p in proposals:
             model = PALDM.from_pretrained(p["model"]).to(device)
-            pref = None if not p.get("preference") else preset_embeddings(
-                [p["preference"]], model.text_dim, dcfg.get("text_encoder", "minilm"))[p["preference"]].float()
+            text = PRESETS.get(p.get("preference") or "")
+            # cached beside the verdicts, so a machine without the sentence encoder samples them again
+            pref = None if text is None else cached_text_embeddings(
+                cache / PROPOSAL_TEXTS, [text], dcfg.get("text_encoder", "minilm"), model.text_dim)[text].float()
             out.append(generate_candidates(model, images, instances, patch, steps=steps, seed=seed,
                                            codes=[STANDARD.index], preference=pref, progress=progress,
                                            desc=f"proposals of {p['model']}"))
@@ -280,6 +281,9 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
 
     extra = keyed_cache(cache / "proposals.safetensors", key, build)["proposals"].numpy()
     return np.concatenate([candidates, extra], axis=1), key
+
+
+PROPOSAL_TEXTS = "proposal_texts.safetensors"  # the proposals' preset embeddings, in the preference cache
 
 
 def strip_refined(src: Path, dst: Path) -> None:
