@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -160,18 +161,22 @@ def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tm
         script.bundle(config, out)
 
 
-def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_path: Path):
+def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
     """IDPO v7's candidates: PALDM's standard sample and a tuned teacher's, one noise, so a pair differs only by what
     the tuned teacher does differently."""
     from ivfusion.teacher.train import prepare_preferences
 
-    write_tiny_pairs(tmp_path / "data", labels=True)
+    write_tiny_pairs(tmp_path / "shared" / "datasets" / "m3fd", labels=True)  # a shared root: the bundle reads it
+    (tmp_path / "shared" / "weights" / "yolov8n_int8_openvino_model").mkdir(parents=True)  # class names only
+    (tmp_path / "shared" / "weights" / "yolov8n_int8_openvino_model" / "metadata.yaml").write_text("names: {0: person}\n")
+    monkeypatch.setenv("IVFUSION_SHARED", str(tmp_path / "shared"))
     PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
     tuned = PALDM.from_pretrained(tmp_path / "paldm")
     torch.nn.init.normal_(tuned.pref_proj.weight, std=0.5)  # a teacher that reacts to the preference
     tuned.save_pretrained(tmp_path / "tuned")
     cfg = {"output_dir": str(tmp_path / "idpo"), "init_from": str(tmp_path / "paldm"),
-           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "candidate_steps": 2,
+           "data": {"sources": [{"name": "m3fd"}], "patch": 48, "candidate_steps": 2,
                     "candidate_codes": [4], "instances": "scenes", "held_out": 0.1, "text_encoder": "hash",
                     "cache_dir": str(tmp_path),
                     "proposals": [{"model": str(tmp_path / "paldm")},
@@ -185,6 +190,42 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
     assert (cands[:, 2] != cands[:, 0]).any()  # the tuned teacher differs, by its conditioning alone
     assert prefs["pairs"] and all({p["winner"], p["loser"]} == {0, 2} for p in prefs["pairs"])
     assert (tmp_path / "idpo" / "preferences" / "proposals.safetensors").exists()
+
+    # the GPU half (IDPO v8v2): the bundle carries the proposal models and their embeddings; there, without the
+    # sentence encoder, the proposals are sampled again from the carried models
+    import importlib.util
+    import shutil
+
+    from ivfusion.teacher import train
+
+    config = tmp_path / "idpo.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    (tmp_path / "idpo" / "preferences" / "texts.safetensors").write_bytes(b"")  # train_idpo writes it; not tested here
+    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.bundle(config, tmp_path / "bundle")
+    paths = json.loads((tmp_path / "bundle" / "proposals" / "paths.json").read_text())
+    assert paths == [str(tmp_path / "paldm"), str(tmp_path / "tuned")]
+    assert (tmp_path / "bundle" / "preferences" / train.PROPOSAL_TEXTS).exists()
+    gpu = tmp_path / "gpu"
+    for k, _ in enumerate(paths):  # what teacher_gpu_train.sh does with paths.json, into fresh folders
+        shutil.copytree(tmp_path / "bundle" / "proposals" / str(k), gpu / "models" / str(k))
+    shutil.copytree(tmp_path / "bundle" / "preferences", gpu / "run" / "preferences")
+    moved = {**cfg, "output_dir": str(gpu / "run"),
+             "data": {**cfg["data"], "proposals": [{"model": str(gpu / "models" / "0")},
+                                                   {"model": str(gpu / "models" / "1"), "preference": "detection"}]}}
+    with monkeypatch.context() as m:
+        # an encoder that is built (as train.embedder builds MiniLM: lazily) but fails if it is ever asked for a text
+        m.setattr(train, "embedder", lambda *a: lambda texts: pytest.fail("the GPU machine has no sentence encoder"))
+        m.setenv("IVFUSION_SHARED", str(tmp_path / "bundle" / "shared"))
+        again = prepare_preferences(moved, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+    assert np.abs(again["candidates"].astype(int) - cands.astype(int)).max() <= 2  # float16 proposal weights
+    cfg["oracles"] = {"detection": {}}
+    config.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="detection oracle"):
+        script.bundle(config, tmp_path / "bundle2")
+
     cfg["data"]["proposals"] = [{"model": str(tmp_path / "tuned"), "preference": "pedestrians"}]
     with pytest.raises(ConfigError, match="proposals"):
         prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
