@@ -33,7 +33,8 @@ from pathlib import Path
 from ivfusion.errors import ConfigError
 from ivfusion.paths import default_detector_weights, shared_root
 from ivfusion.teacher.reward import REWARD_SECTIONS
-from ivfusion.teacher.train import IDPO_SECTIONS, PROPOSAL_TEXTS, load_config, strip_refined
+from ivfusion.teacher.train import (IDPO_SECTIONS, PROPOSAL_TEXTS, load_config, proposal_embeddings,
+                                   strip_refined)
 
 PREFERENCE_FILES = ("pairs.json", "texts.safetensors")
 
@@ -98,16 +99,12 @@ def _idpo_bundle(cfg: dict, out: Path, config: Path) -> list[Path]:
         shutil.copy2(prefs / f, out / "preferences" / f)
     if cfg.get("refine"):
         strip_refined(prefs / "refined.safetensors", out / "preferences" / "refined.safetensors")
-    if cfg["data"].get("proposals"):
-        if not (prefs / PROPOSAL_TEXTS).exists():  # caches built before the proposals' embeddings were cached
-            from ivfusion.fusion.preference import PRESETS
-            from ivfusion.teacher.paldm import PALDM
-            from ivfusion.teacher.train import cached_text_embeddings
+    if cfg["data"].get("proposals"):  # their embeddings (built here if the proposals cache predates them)
+        from ivfusion.teacher.paldm import PALDM
 
-            texts = [PRESETS[p["preference"]] for p in cfg["data"]["proposals"] if p.get("preference")]
-            cached_text_embeddings(prefs / PROPOSAL_TEXTS, texts, cfg["data"].get("text_encoder", "minilm"),
-                                   PALDM.from_pretrained(cfg["init_from"]).text_dim)
-        shutil.copy2(prefs / PROPOSAL_TEXTS, out / "preferences" / PROPOSAL_TEXTS)
+        dim = PALDM.from_pretrained(cfg["init_from"]).text_dim
+        if proposal_embeddings(prefs, cfg["data"]["proposals"], cfg["data"], dim):
+            shutil.copy2(prefs / PROPOSAL_TEXTS, out / "preferences" / PROPOSAL_TEXTS)
     _proposal_models(cfg, out)
     return sorted(p for p in out.rglob("*") if p.is_file())
 
@@ -161,7 +158,8 @@ def _reward_preference(cfg: dict, out: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, nargs="+", required=True,
-                   help="reward configs (one bundle, each one's preset), or one IDPO config whose preference cache is built")
+                   help="reward configs (one bundle, each one's preset), or one IDPO config whose preference "
+                        "cache is built")
     p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced)")
     args = p.parse_args()
     files = bundle(args.config[0], args.out, *args.config[1:])

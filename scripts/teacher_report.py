@@ -265,7 +265,8 @@ def main() -> int:
     m.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
     m.add_argument("--metrics-only", action="store_true",
-                   help="with --bootstrap: the fusion metrics' paired bootstrap only, not mAP's (the visual preference)")
+                   help="with --bootstrap: the fusion metrics' paired bootstrap only, not mAP's "
+                        "(the visual preference)")
     m.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
     m.add_argument("--preferences", nargs="+", default=["detection", "visual"])
     m.add_argument("--tag", default="teacher")

@@ -111,7 +111,6 @@ def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tm
     """The CPU/GPU split of the reward stage: ``scripts/teacher_gpu_bundle.py`` packs the detector as its torch copy
     and the preset's embedding; a machine with neither OpenVINO nor the sentence encoder trains from that alone, to
     the same weights as the CPU."""
-    import importlib.util
     import shutil
 
     from ivfusion.teacher import reward, train
@@ -133,9 +132,7 @@ def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tm
     config.write_text(yaml.safe_dump(cfg))
     train_reward(cfg, progress=False)
 
-    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _bundle_script()
     out = tmp_path / "bundle"
     visual = tmp_path / "visual.yaml"  # a second recipe in the same bundle: only its preset's embedding is added
     visual.write_text(yaml.safe_dump({**cfg, "reward": {"objective": "visual", "preference": "visual"}}))
@@ -169,7 +166,8 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
 
     write_tiny_pairs(tmp_path / "shared" / "datasets" / "m3fd", labels=True)  # a shared root: the bundle reads it
     (tmp_path / "shared" / "weights" / "yolov8n_int8_openvino_model").mkdir(parents=True)  # class names only
-    (tmp_path / "shared" / "weights" / "yolov8n_int8_openvino_model" / "metadata.yaml").write_text("names: {0: person}\n")
+    (tmp_path / "shared" / "weights" / "yolov8n_int8_openvino_model" / "metadata.yaml").write_text(
+        "names: {0: person}\n")
     monkeypatch.setenv("IVFUSION_SHARED", str(tmp_path / "shared"))
     PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
     tuned = PALDM.from_pretrained(tmp_path / "paldm")
@@ -193,7 +191,6 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
 
     # the GPU half (IDPO v8v2): the bundle carries the proposal models and their embeddings; there, without the
     # sentence encoder, the proposals are sampled again from the carried models
-    import importlib.util
     import shutil
 
     from ivfusion.teacher import train
@@ -201,9 +198,7 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
     config = tmp_path / "idpo.yaml"
     config.write_text(yaml.safe_dump(cfg))
     (tmp_path / "idpo" / "preferences" / "texts.safetensors").write_bytes(b"")  # train_idpo writes it; not tested here
-    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _bundle_script()
     script.bundle(config, tmp_path / "bundle")
     paths = json.loads((tmp_path / "bundle" / "proposals" / "paths.json").read_text())
     assert paths == [str(tmp_path / "paldm"), str(tmp_path / "tuned")]
@@ -229,3 +224,13 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
     cfg["data"]["proposals"] = [{"model": str(tmp_path / "tuned"), "preference": "pedestrians"}]
     with pytest.raises(ConfigError, match="proposals"):
         prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
+
+
+def _bundle_script():
+    """scripts/teacher_gpu_bundle.py as a module (scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script

@@ -88,7 +88,8 @@ def paired_metric_bootstrap(result: EvalResult, pairs: Sequence[tuple[int, int]]
     for a, b in pairs:
         ma, mb = result.methods[a], result.methods[b]
         if ma.stems != mb.stems:
-            raise ValueError(f"{ma.name} and {mb.name} were scored on different images; a paired bootstrap needs the same")
+            raise ValueError(f"{ma.name} and {mb.name} were scored on different images; a paired bootstrap "
+                             "needs the same")
         draws = rng.integers(0, len(ma.stems), (n, len(ma.stems)))
         for metric in result.metric_names:
             va, vb = np.asarray(ma.metrics[metric], float), np.asarray(mb.metrics[metric], float)

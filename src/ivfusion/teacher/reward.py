@@ -62,7 +62,8 @@ class RewardConfig:
     anchor: float = 20.0  # x mean |output - PALDM's output from the same last-step latent| (luminance in [0, 1])
     preference: str = "detection"  # the preset whose embedding conditions the tuned behaviour
     quantize_activations: bool = True  # the INT8-like copy (docs/student.md, "v5 candidates")
-    weights: str = ""  # the detector's OpenVINO IR, or its torch copy (torch_yolo.save_torch_copy); "" = the shared YOLOv8n
+    # the detector's OpenVINO IR, or its torch copy (torch_yolo.save_torch_copy); "" = the shared YOLOv8n
+    weights: str = ""
     # visual objective, per window: ssim x ((1 - SSIM to thermal) + (1 - SSIM to visible)) + scd x (1 - SCD / 2)
     # + gradient x mean |Sobel(fused) - max(Sobel(thermal), Sobel(visible))| (the student's fusion-loss terms)
     ssim: float = 1.0
@@ -75,7 +76,8 @@ class RewardConfig:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"reward.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if min(self.ssim, self.scd, self.gradient) < 0:
-            raise ConfigError(f"reward: ssim, scd and gradient must be >= 0, got {self.ssim}, {self.scd}, {self.gradient}")
+            raise ConfigError(f"reward: ssim, scd and gradient must be >= 0, got {self.ssim}, {self.scd}, "
+                              f"{self.gradient}")
         if self.detector <= 0 or self.anchor < 0:
             raise ConfigError(f"reward: detector must be > 0 and anchor >= 0, got {self.detector}, {self.anchor}")
 
@@ -215,8 +217,9 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     windows = {k: v.to(device) for k, v in window_tensors(images, train, patch, class_index).items()}
     # cached in the run's folder, so a machine without the sentence encoder trains from a bundle that holds it
     text = PRESETS[rcfg.preference]
-    preference = cached_text_embeddings(loop.out / preference_file(rcfg.preference), [text], dcfg.get("text_encoder", "minilm"),
-                                        reference.text_dim)[text].float().view(1, -1).to(device)
+    preference = cached_text_embeddings(loop.out / preference_file(rcfg.preference), [text],
+                                        dcfg.get("text_encoder", "minilm"), reference.text_dim)
+    preference = preference[text].float().view(1, -1).to(device)
     detector = None
     if rcfg.objective == "detection":
         detector = DetectorLoss(DetectorLossConfig(weight=rcfg.detector, weights=rcfg.weights,

@@ -271,9 +271,7 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
         for p in proposals:
             model = PALDM.from_pretrained(p["model"]).to(device)
             text = PRESETS.get(p.get("preference") or "")
-            # cached beside the verdicts, so a machine without the sentence encoder samples them again
-            pref = None if text is None else cached_text_embeddings(
-                cache / PROPOSAL_TEXTS, [text], dcfg.get("text_encoder", "minilm"), model.text_dim)[text].float()
+            pref = None if text is None else proposal_embeddings(cache, proposals, dcfg, model.text_dim)[text].float()
             out.append(generate_candidates(model, images, instances, patch, steps=steps, seed=seed,
                                            codes=[STANDARD.index], preference=pref, progress=progress,
                                            desc=f"proposals of {p['model']}"))
@@ -284,6 +282,15 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
 
 
 PROPOSAL_TEXTS = "proposal_texts.safetensors"  # the proposals' preset embeddings, in the preference cache
+
+
+def proposal_embeddings(cache: Path, proposals: list[dict], dcfg: dict[str, Any], dim: int) -> dict[str, torch.Tensor]:
+    """Preset text -> embedding for ``data.proposals``' preferences, cached beside the verdicts (one key for all of
+    them), so a machine without the sentence encoder samples the proposals again (scripts/teacher_gpu_bundle.py)."""
+    from ivfusion.fusion.preference import PRESETS
+
+    texts = sorted({PRESETS[p["preference"]] for p in proposals if p.get("preference")})
+    return cached_text_embeddings(cache / PROPOSAL_TEXTS, texts, dcfg.get("text_encoder", "minilm"), dim)
 
 
 def strip_refined(src: Path, dst: Path) -> None:
