@@ -246,5 +246,6 @@ def test_missing_weights_namespace_and_remap(ros_context, node_factory) -> None:
         assert not h.detections  # no detector, no (misleading empty) detection arrays
         assert proc.alive()
     finally:
+        # not destroyed here: the spin thread may still be waiting on its handles (rclpy InvalidHandle in that
+        # thread, seen once in CI); rclpy.shutdown() at the session's end destroys it, like the module's harness
         ros_context.remove_node(h)
-        h.destroy_node()
