@@ -43,13 +43,13 @@ def msrs_bench_args(description: str, out: str, **extra: dict) -> argparse.Names
     return args
 
 
-def preset_embeddings(names: Sequence[str], dim: int = 384, kind: str = "minilm") -> dict[str, torch.Tensor]:
-    """Preset name -> the embedding of its description (MiniLM, or ``kind`` of ``train.embedder``): the
-    preference a PCLDM is sampled and trained with (``oracles``' ``preference_text``)."""
+def preset_embeddings(names: Sequence[str], dim: int = 384) -> dict[str, torch.Tensor]:
+    """Preset name -> the MiniLM embedding of its description: the preference a PCLDM is sampled with, as in
+    training (``oracles``' ``preference_text``)."""
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.train import embedder
 
-    return dict(zip(names, embedder(kind, dim)([PRESETS[n] for n in names])))
+    return dict(zip(names, embedder("minilm", dim)([PRESETS[n] for n in names])))
 
 
 def run_name(model_dir: str | Path) -> str:

@@ -150,12 +150,10 @@ def visual_loss(fused: torch.Tensor, thermal: torch.Tensor, vis_y: torch.Tensor,
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The `visual` objective on (B,1,H,W) luminance: what the full-reference fusion metrics (SSIM, SCD, Qabf's
     gradient transfer) reward, differentiably; MI and VIF are left to the anchor."""
-    from ivfusion.training.losses import scd_loss, sobel_magnitude, ssim
+    from ivfusion.training.losses import gradient_loss, scd_loss, ssim
 
     parts = {"ssim_t": 1.0 - ssim(fused, thermal), "ssim_v": 1.0 - ssim(fused, vis_y),
-             "scd": scd_loss(fused, thermal, vis_y),
-             "grad": (sobel_magnitude(fused) - torch.maximum(sobel_magnitude(thermal), sobel_magnitude(vis_y))
-                      ).abs().mean(dim=(1, 2, 3))}
+             "scd": scd_loss(fused, thermal, vis_y), "grad": gradient_loss(fused, thermal, vis_y)}
     loss = cfg.ssim * (parts["ssim_t"] + parts["ssim_v"]) + cfg.scd * parts["scd"] + cfg.gradient * parts["grad"]
     return loss.mean(), {k: v.mean().detach() for k, v in parts.items()}
 
@@ -210,21 +208,19 @@ def train_reward(cfg: dict[str, Any], *, resume: bool = True, progress: bool = T
     train = [i for i in instances if i.objects and not is_held_out(i.key, held)]
     if not train:
         raise ConfigError("reward: no training window holds an object (all held out, or no detections)")
-    class_index = None  # detector targets: the detection objective's only
+    class_index, detector = None, None  # the detection objective's targets and detector copy
     if rcfg.objective == "detection":
         weights = Path(rcfg.weights) if rcfg.weights else default_detector_weights()
         class_index = {n: i for i, n in class_names(weights).items()}
+        detector = DetectorLoss(DetectorLossConfig(weight=rcfg.detector, weights=rcfg.weights,
+                                                   quantize_activations=rcfg.quantize_activations), device)
+        detector.model.requires_grad_(False)
     windows = {k: v.to(device) for k, v in window_tensors(images, train, patch, class_index).items()}
     # cached in the run's folder, so a machine without the sentence encoder trains from a bundle that holds it
     text = PRESETS[rcfg.preference]
     preference = cached_text_embeddings(loop.out / preference_file(rcfg.preference), [text],
                                         dcfg.get("text_encoder", "minilm"), reference.text_dim)
     preference = preference[text].float().view(1, -1).to(device)
-    detector = None
-    if rcfg.objective == "detection":
-        detector = DetectorLoss(DetectorLossConfig(weight=rcfg.detector, weights=rcfg.weights,
-                                                   quantize_activations=rcfg.quantize_activations), device)
-        detector.model.requires_grad_(False)
     seed, batch_size = int(tcfg.get("seed", 0)), int(tcfg.get("batch_size", 4))
 
     def step_fn(step: int):

@@ -198,7 +198,8 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
         model, images, instances, patch, seed=seed, steps=steps, codes=codes, progress=progress))})["candidates"].numpy()
     if dcfg.get("proposals"):  # other teachers' samples after the codes, same noise (IDPO v7)
         candidates, cand_key = _with_proposals(dcfg, images, instances, candidates, cand_key, patch, cache,
-                                               seed=seed, steps=steps, device=model.device, progress=progress)
+                                               seed=seed, steps=steps, device=model.device,
+                                               text_dim=model.text_dim, progress=progress)
     if cfg.get("refine"):  # reward-refined candidates (teacher.refine) after the property codes: indices 9, 10, ...
         candidates, cand_key = _with_refined(cfg["refine"], images, instances, candidates, cand_key, patch, cache,
                                              progress)
@@ -247,7 +248,7 @@ def _with_refined(refine_cfg: list[dict], images, instances, candidates: np.ndar
 
 
 def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndarray, cand_key: str, patch: int,
-                    cache: Path, *, seed: int, steps: int, device: torch.device,
+                    cache: Path, *, seed: int, steps: int, device: torch.device, text_dim: int,
                     progress: bool) -> tuple[np.ndarray, str]:
     """``candidates`` with one standard-code sample per ``data.proposals`` entry (``{model: DIR, preference:
     PRESET}``, e.g. the detector-reward-tuned PCLDM of the same fold) appended, drawn with the candidates' own
@@ -267,11 +268,11 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
     key = fingerprint(*[Path(p["model"]) for p in proposals], candidates=cand_key, proposals=proposals)
 
     def build() -> dict[str, torch.Tensor]:
-        out = []
+        out, embeddings = [], proposal_embeddings(cache, proposals, dcfg, text_dim)
         for p in proposals:
             model = PALDM.from_pretrained(p["model"]).to(device)
             text = PRESETS.get(p.get("preference") or "")
-            pref = None if text is None else proposal_embeddings(cache, proposals, dcfg, model.text_dim)[text].float()
+            pref = None if text is None else embeddings[text].float()
             out.append(generate_candidates(model, images, instances, patch, steps=steps, seed=seed,
                                            codes=[STANDARD.index], preference=pref, progress=progress,
                                            desc=f"proposals of {p['model']}"))
@@ -374,7 +375,7 @@ def _preferences_and_texts(cfg: dict[str, Any], reference: PALDM, progress: bool
     prefs = prepare_preferences(cfg, reference, progress=progress)
     texts = sorted({p["text"] for p in prefs["pairs"]})
     embeddings = cached_text_embeddings(Path(cfg["output_dir"]) / "preferences" / "texts.safetensors", texts,
-                                  cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
+                                        cfg["data"].get("text_encoder", "minilm"), reference.text_dim)
     return prefs, embeddings
 
 

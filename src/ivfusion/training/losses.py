@@ -81,6 +81,13 @@ def intensity_target(t: torch.Tensor, v: torch.Tensor, t0: torch.Tensor, gain: t
     return w * a + (1.0 - w) * v
 
 
+def gradient_loss(fused: torch.Tensor, thermal: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean |Sobel(fused) - max(Sobel(thermal), Sobel(visible))| -> (B,): the stronger source's edges
+    kept (what Qabf measures)."""
+    return (sobel_magnitude(fused) - torch.maximum(sobel_magnitude(thermal), sobel_magnitude(vis))).abs().mean(
+        dim=(1, 2, 3))
+
+
 def _gauss_1d(size: int = 11, sigma: float = 1.5, device=None, dtype=None) -> torch.Tensor:
     ax = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(ax**2) / (2 * sigma**2))
@@ -136,7 +143,7 @@ def fusion_loss(fused_y: torch.Tensor, fused_rgb: torch.Tensor, thermal: torch.T
     if box is not None:
         pix = pix * (1.0 + w["box_weight"].view(-1, 1, 1, 1) * box)
     l_int = pix.mean(dim=(1, 2, 3))
-    l_grad = (sobel_magnitude(fused_y) - torch.maximum(sobel_magnitude(thermal), sobel_magnitude(vis_y))).abs().mean(dim=(1, 2, 3))
+    l_grad = gradient_loss(fused_y, thermal, vis_y)
     l_ssim_t = 1.0 - ssim(fused_y, thermal)
     l_ssim_v = 1.0 - ssim(fused_y, vis_y)
     l_col = color_loss(fused_rgb, vis_rgb)
