@@ -391,6 +391,20 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="train.oracles"):
         train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "oracles": ["detectoin"]}})
 
+    # train.winners: only the pairs one candidate won; a malformed list fails before any work
+    cached = json.loads((tmp_path / "idpo" / "preferences" / "pairs.json").read_text())["pairs"]
+    top = max({p["winner"] for p in cached}, key=[p["winner"] for p in cached].count)
+    one_sided = {**cfg, "output_dir": str(tmp_path / "idpo_top"), "train": {**cfg["train"], "winners": [top]}}
+    shutil.copytree(tmp_path / "idpo" / "preferences", tmp_path / "idpo_top" / "preferences")
+    train_idpo(one_sided, progress=False)
+    top_summary = json.loads((tmp_path / "idpo_top" / "dpo_eval.json").read_text())
+    assert top_summary["trained_winners"] == [top]
+    assert top_summary["pairs_train"] + top_summary["pairs_held_out"] == sum(p["winner"] == top for p in cached)
+    assert top_summary["pairs_train"] + top_summary["pairs_held_out"] < len(cached)
+    for bad in ([], [-1], 1, [True]):
+        with pytest.raises(ConfigError, match="train.winners"):
+            train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "winners": bad}})
+
     # the verdicts are kept, the candidates (deterministic, large) are regenerated where missing
     from safetensors.numpy import load_file as load_np
 

@@ -379,6 +379,19 @@ def _preferences_and_texts(cfg: dict[str, Any], reference: PALDM, progress: bool
     return prefs, embeddings
 
 
+def _winners(tcfg: dict[str, Any]) -> list[int] | None:
+    """``train.winners``: learn only from the cached pairs that one of these candidates won (the verdicts stay
+    cached whole). Where per-window detector verdicts do not generalise (IDPO v8: held-out accuracy at chance),
+    the pairs a reward teacher's proposal (candidate 1) won are one-sided pairs that still pass the real
+    detector, the form in which IDPO learnt the visual teacher (v8v3)."""
+    winners = tcfg.get("winners")
+    if winners is None:
+        return None
+    if not isinstance(winners, list) or not winners or not all(type(w) is int and w >= 0 for w in winners):
+        raise ConfigError(f"train.winners must be a non-empty list of candidate indices, got {winners!r}")
+    return winners
+
+
 def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True, prepare_only: bool = False) -> Path:
     """IDPO fine-tuning of a PALDM into a PCLDM per ``cfg`` (config/train/idpo.yaml). ``prepare_only``: build the
     preference cache and return its folder without training."""
@@ -392,6 +405,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     unknown = set(tcfg.get("oracles") or ()) - {"detection", "visual", "text"}
     if unknown:
         raise ConfigError(f"train.oracles: unknown {sorted(unknown)} (detection, visual, text)")
+    winners = _winners(tcfg)
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
     if prepare_only:  # no policy, optimizer or log: only the accelerator's device, seed and threads
         reference.to(make_accelerator(tcfg).device)
@@ -403,7 +417,8 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     reference.to(device)
     prefs, embeddings = _preferences_and_texts(cfg, reference, progress)
     trained_oracles = set(tcfg.get("oracles") or {p["oracle"] for p in prefs["pairs"]})
-    pairs = [p for p in prefs["pairs"] if p["oracle"] in trained_oracles]
+    pairs = [p for p in prefs["pairs"]
+             if p["oracle"] in trained_oracles and (winners is None or p["winner"] in winners)]
     train_rows = [p for p in pairs if not p["held_out"]]
     held_rows = [p for p in pairs if p["held_out"]]
     if not train_rows:
@@ -435,6 +450,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     trained = loop.accelerator.unwrap_model(loop.model)
     summary = {"pairs_total": len(prefs["pairs"]), "pairs_train": len(train_rows), "pairs_held_out": len(held_rows),
                "instances": len(prefs["instances"]), "beta": beta, "trained_oracles": sorted(trained_oracles),
+               "trained_winners": winners,
                "by_oracle_counts": {o: sum(p["oracle"] == o for p in prefs["pairs"])
                                     for o in sorted({p["oracle"] for p in prefs["pairs"]})},
                "held_out_after": dpo_eval(trained, reference, prefs, held_rows, embeddings, beta, rep,
