@@ -394,7 +394,8 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatc
     # train.winners: only the pairs one candidate won; a malformed list fails before any work
     cached = json.loads((tmp_path / "idpo" / "preferences" / "pairs.json").read_text())["pairs"]
     top = max({p["winner"] for p in cached}, key=[p["winner"] for p in cached].count)
-    one_sided = {**cfg, "output_dir": str(tmp_path / "idpo_top"), "train": {**cfg["train"], "winners": [top]}}
+    one_sided = {**cfg, "output_dir": str(tmp_path / "idpo_top"),
+                 "train": {**cfg["train"], "winners": [top], "balance": "oracle"}}
     shutil.copytree(tmp_path / "idpo" / "preferences", tmp_path / "idpo_top" / "preferences")
     train_idpo(one_sided, progress=False)
     top_summary = json.loads((tmp_path / "idpo_top" / "dpo_eval.json").read_text())
@@ -404,6 +405,8 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatc
     for bad in ([], [-1], 1, [True]):
         with pytest.raises(ConfigError, match="train.winners"):
             train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "winners": bad}})
+    with pytest.raises(ConfigError, match="train.balance"):
+        train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "balance": "preset"}})
 
     # the verdicts are kept, the candidates (deterministic, large) are regenerated where missing
     from safetensors.numpy import load_file as load_np
@@ -534,3 +537,14 @@ def test_residual_distillation_targets_the_students_own_output_plus_the_teachers
     train_distill(cfg, progress=False)
     log = [json.loads(line) for line in (tmp_path / "distill" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3] and log[2]["kd"] > 0.0
+
+
+def test_balanced_pick_shares_a_batch_between_oracles_and_is_the_plain_draw_for_one():
+    from ivfusion.teacher.train import balanced_pick
+
+    plain = np.random.default_rng((5, 7)).choice(40, size=8, replace=False)
+    assert balanced_pick(np.random.default_rng((5, 7)), [list(range(40))], 8) == list(plain)  # earlier runs' draw
+    detection, visual = list(range(0, 30)), list(range(30, 33))
+    pick = balanced_pick(np.random.default_rng(0), [detection, [], visual], 8)
+    assert len(set(pick)) == len(pick) == 7  # 4 of 30 and all 3 of the smaller group; the empty one is skipped
+    assert sum(i in detection for i in pick) == 4 and set(visual) <= set(pick)
