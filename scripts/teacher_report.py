@@ -6,6 +6,8 @@
         --pcldm outputs/train/idpo/final
     .venv/bin/python scripts/teacher_report.py map --paldm outputs/train/paldm/final --pcldm outputs/train/idpo/final
     .venv/bin/python scripts/teacher_report.py pool outputs/teacher/idpo_v5_f0 outputs/teacher/idpo_v5_f1 --out DIR
+    .venv/bin/python scripts/teacher_report.py frames --paldm outputs/train/paldm/final \
+        --pcldm-folds outputs/train/idpo_v9_f0/final outputs/train/idpo_v9_f1/final --stems 00001D --out docs/img
 
 Everything is written under ``--out`` (outputs/teacher); held-out data: RoadScene's pinned ``val`` split for
 grid and codes (never trained on), held-out IDPO instances for ``compare``.
@@ -161,28 +163,9 @@ def cmd_map(args) -> None:
     from ivfusion.evaluation.datasets import open_dataset
     from ivfusion.evaluation.report import save_json, summary
     from ivfusion.evaluation.runner import evaluate
-    from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod, preset_embeddings, run_name
-    from ivfusion.teacher.paldm import PALDM
-    from ivfusion.teacher.properties import ALL_CODES
 
     ds = open_dataset("msrs", split="all", limit=args.limit)
-    methods = []
-    if args.paldm:
-        paldm = PALDM.from_pretrained(args.paldm)
-        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
-    emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
-    if args.pcldm:
-        pcldm = PALDM.from_pretrained(args.pcldm)
-        methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
-    for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
-        folds = [PALDM.from_pretrained(d) for d in dirs]
-        run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
-        methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps)
-                                 for k, m in enumerate(folds)], f"PCLDM {run}/{p} (cross-fitted)")
-                    for p in args.preferences]
-    names = [m.name for m in methods]
-    if len(set(names)) < len(names):  # the summary is keyed by name: a repeated one would hide a method's numbers
-        raise SystemExit(f"two methods would share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    methods = _teacher_methods(args)
     res = evaluate(ds, methods, metrics=True, detection=True)
     out = summary(res)
     if args.bootstrap:  # each teacher against the first method (the PALDM), paired over the same frames
@@ -202,6 +185,57 @@ def cmd_map(args) -> None:
             print(f"{row['a']} - {row['b']}: {row['metric']:>4} {row['diff']:+.4f} [{row['low']:+.4f}, "
                   f"{row['high']:+.4f}], frames above {row['frames_a_above']:.2f}")
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
+
+
+def _teacher_methods(args) -> list:
+    """PALDM (``--paldm``, per ``--codes``) and each ``--pcldm`` / cross-fitted ``--pcldm-folds`` run per
+    ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by name)."""
+    from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod, preset_embeddings, run_name
+    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.properties import ALL_CODES
+
+    methods = []
+    if args.paldm:
+        paldm = PALDM.from_pretrained(args.paldm)
+        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
+    emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
+    if args.pcldm:
+        pcldm = PALDM.from_pretrained(args.pcldm)
+        methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
+    for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
+        folds = [PALDM.from_pretrained(d) for d in dirs]
+        run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
+        methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps)
+                                 for k, m in enumerate(folds)], f"PCLDM {run}/{p} (cross-fitted)")
+                    for p in args.preferences]
+    names = [m.name for m in methods]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"two methods would share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    return methods
+
+
+def cmd_frames(args) -> None:
+    """Whole MSRS frames, one row each: IR | VI | every method's fused frame, with the shared detector's boxes
+    (conf 0.25, the node's default) drawn on the fused ones, so a reader sees what a change in mAP looks like."""
+    from ivfusion.detection import Detector, DetectorConfig
+    from ivfusion.detection.draw import draw_detections
+    from ivfusion.evaluation.datasets import open_dataset
+    from ivfusion.teacher.evaluate import _label
+
+    ds, methods = open_dataset("msrs", split="all"), _teacher_methods(args)
+    detector, rows = Detector(DetectorConfig()), []
+    for stem in args.stems:
+        sample = ds.folder.load(stem)
+        tiles = [(cv2.cvtColor(sample.thermal, cv2.COLOR_GRAY2BGR), f"{stem} IR"), (sample.bgr, "VI")]
+        for m in methods:
+            fused = m.fuse(sample)
+            tiles.append((draw_detections(fused, detector.detect(fused)), m.name))
+        small = [cv2.resize(t, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_AREA) for t, _ in tiles]
+        rows.append(np.concatenate([_label(t, name) for t, (_, name) in zip(small, tiles)], axis=1))
+    out = Path(args.out) / args.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.concatenate(rows, axis=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    print(f"wrote {out}")
 
 
 def cmd_speed(args) -> None:
@@ -258,32 +292,37 @@ def main() -> int:
     pl = sub.add_parser("pool")
     pl.add_argument("folds", nargs="+", help="compare --out folders")
     m = sub.add_parser("map")
-    m.add_argument("--paldm")
-    m.add_argument("--pcldm")
-    m.add_argument("--pcldm-folds", nargs="+", action="append",
-                   help="cross-fitted PCLDM runs, fold 0 first (idpo_v5_f0/final idpo_v5_f1/final); repeatable")
+    fr = sub.add_parser("frames")
+    fr.add_argument("--stems", nargs="+", required=True, help="MSRS frames, e.g. 00001D 00003N")
+    fr.add_argument("--scale", type=float, default=0.5, help="tile scale in the grid")
+    fr.add_argument("--name", default="teacher_frames.jpg", help="file name under --out")
+    for q in (m, fr):  # the teacher methods both evaluate
+        q.add_argument("--paldm")
+        q.add_argument("--pcldm")
+        q.add_argument("--pcldm-folds", nargs="+", action="append",
+                       help="cross-fitted PCLDM runs, fold 0 first (idpo_v5_f0/final idpo_v5_f1/final); repeatable")
+        q.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
+        q.add_argument("--preferences", nargs="+", default=["detection", "visual"])
+        q.add_argument("--steps", type=int, default=5)
     m.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
     m.add_argument("--metrics-only", action="store_true",
                    help="with --bootstrap: the fusion metrics' paired bootstrap only, not mAP's "
                         "(the visual preference)")
-    m.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
-    m.add_argument("--preferences", nargs="+", default=["detection", "visual"])
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
-    m.add_argument("--steps", type=int, default=5)
     sp = sub.add_parser("speed")
     sp.add_argument("--model", required=True)
     sp.add_argument("--steps-list", type=int, nargs="+", default=[1, 8])
     sp.add_argument("--runs", type=int, default=3)
     sp.add_argument("--device", default="cpu", help="cpu or cuda (float32 both)")
-    for p in (g, c, k, pl, m, sp):
+    for p in (g, c, k, pl, m, fr, sp):
         p.add_argument("--out", default="outputs/teacher")
         p.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     {"grid": cmd_grid, "codes": cmd_codes, "compare": cmd_compare, "pool": cmd_pool, "map": cmd_map,
-     "speed": cmd_speed}[args.cmd](args)
+     "frames": cmd_frames, "speed": cmd_speed}[args.cmd](args)
     return 0
 
 
