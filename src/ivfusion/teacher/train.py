@@ -392,17 +392,23 @@ def balanced_pick(rng: np.random.Generator, groups: list[list[int]], batch_size:
     return out
 
 
-def _winners(tcfg: dict[str, Any]) -> list[int] | None:
-    """``train.winners``: learn only from the cached pairs that one of these candidates won (the verdicts stay
-    cached whole). Where per-window detector verdicts do not generalise (IDPO v8: held-out accuracy at chance),
-    the pairs a reward teacher's proposal (candidate 1) won are one-sided pairs that still pass the real
-    detector, the form in which IDPO learnt the visual teacher (v8v3)."""
+def _pair_options(tcfg: dict[str, Any]) -> tuple[list[int] | None, bool, bool]:
+    """``train.winners``, ``train.mask == "window"`` and ``train.balance == "oracle"``, checked before the
+    candidates and verdicts are built, which take minutes.
+
+    ``winners``: learn only from the cached pairs that one of these candidates won (the verdicts stay cached
+    whole). Where per-window detector verdicts do not generalise (IDPO v8: held-out accuracy at chance), the pairs
+    a reward teacher's proposal (candidate 1) won are one-sided pairs that still pass the real detector, the form
+    in which IDPO learnt the visual teacher (v8v3)."""
     winners = tcfg.get("winners")
-    if winners is None:
-        return None
-    if not isinstance(winners, list) or not winners or not all(type(w) is int and w >= 0 for w in winners):
+    if winners is not None and (not isinstance(winners, list) or not winners
+                                or not all(type(w) is int and w >= 0 for w in winners)):
         raise ConfigError(f"train.winners must be a non-empty list of candidate indices, got {winners!r}")
-    return winners
+    if tcfg.get("mask", "judged") not in ("judged", "window"):
+        raise ConfigError(f"train.mask must be 'judged' or 'window', got {tcfg.get('mask')!r}")
+    if tcfg.get("balance", "none") not in ("none", "oracle"):
+        raise ConfigError(f"train.balance must be 'none' or 'oracle', got {tcfg.get('balance')!r}")
+    return winners, tcfg.get("mask") == "window", tcfg.get("balance") == "oracle"
 
 
 def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True, prepare_only: bool = False) -> Path:
@@ -418,9 +424,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     unknown = set(tcfg.get("oracles") or ()) - {"detection", "visual", "text"}
     if unknown:
         raise ConfigError(f"train.oracles: unknown {sorted(unknown)} (detection, visual, text)")
-    winners = _winners(tcfg)
-    if tcfg.get("balance", "none") not in ("none", "oracle"):
-        raise ConfigError(f"train.balance must be 'none' or 'oracle', got {tcfg.get('balance')!r}")
+    winners, window_mask, balance = _pair_options(tcfg)
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
     if prepare_only:  # no policy, optimizer or log: only the accelerator's device, seed and threads
         reference.to(make_accelerator(tcfg).device)
@@ -442,11 +446,8 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     batch_size = int(tcfg.get("batch_size", 8))
     sft_weight = float(tcfg.get("sft_weight", 0.0))  # x the winners' denoising error (idpo.py: RPO-style anchor)
     anchor_weight = float(tcfg.get("anchor_weight", 0.0))  # x policy-vs-reference outside the judged region
-    if tcfg.get("mask", "judged") not in ("judged", "window"):
-        raise ConfigError(f"train.mask must be 'judged' or 'window', got {tcfg.get('mask')!r}")
-    window_mask = tcfg.get("mask", "judged") == "window"
     groups = ([[i for i, p in enumerate(train_rows) if p["oracle"] == o] for o in sorted(trained_oracles)]
-              if tcfg.get("balance") == "oracle" else [list(range(len(train_rows)))])
+              if balance else [list(range(len(train_rows)))])
 
     def step_fn(step: int):
         rows = [train_rows[i] for i in balanced_pick(np.random.default_rng((seed, step)), groups, batch_size)]
