@@ -548,3 +548,54 @@ def test_balanced_pick_shares_a_batch_between_oracles_and_is_the_plain_draw_for_
     pick = balanced_pick(np.random.default_rng(0), [detection, [], visual], 8)
     assert len(set(pick)) == len(pick) == 7  # 4 of 30 and all 3 of the smaller group; the empty one is skipped
     assert sum(i in detection for i in pick) == 4 and set(visual) <= set(pick)
+
+
+def test_distillation_pseudo_labels_follow_each_cached_crop_and_its_mirror(tmp_path):
+    from ivfusion.teacher.distill import crop_pseudo_labels, mirror_targets, targets_mask
+
+    write_tiny_pairs(tmp_path / "data")  # 40 x 52 pairs
+    images, resolved = load_images([{"name": str(tmp_path / "data")}])
+    # the student's pseudo-label cache, written by hand: a confident box on image 0, a faint one (dropped)
+    cache = tmp_path / "dets.json"
+    cache.write_text(json.dumps({img.key: [] for img in images} | {
+        images[0].key: [[0.25, 0.25, 0.75, 0.75, 0, 0.9], [0.0, 0.0, 0.5, 0.5, 2, 0.1]]}))
+    origin = torch.tensor([[0, 5, 10], [1, 0, 0]], dtype=torch.int32)
+    t = crop_pseudo_labels(images, resolved, origin, 32, 0.3, cache)
+    assert t.shape[0] == 2 and (t[1, :, 0] == -1).all() and (t[0, 1:, 0] == -1).all()
+    # pixels [13, 10, 39, 30] in the 52 x 40 image, cut to the crop at x0 10, y0 5: [3, 5, 29, 25] of 32
+    assert torch.allclose(t[0, 0], torch.tensor([0.0, 16 / 32, 15 / 32, 26 / 32, 20 / 32]))
+    m = mirror_targets(t)
+    assert torch.allclose(m[0, 0], torch.tensor([0.0, 16 / 32, 15 / 32, 26 / 32, 20 / 32]))  # centred: unchanged
+    shifted = t.clone()
+    shifted[0, 0, 1] = 0.25
+    assert mirror_targets(shifted)[0, 0, 1] == pytest.approx(0.75) and torch.equal(mirror_targets(shifted)[1], t[1])
+    mask = targets_mask(t, 32)  # the fusion loss's object mask: exactly the cut box, nothing for the empty crop
+    assert mask[0, 0, 5:25, 3:29].all() and mask[0].sum() == 20 * 26 and mask[1].sum() == 0
+
+
+def test_distillation_with_the_students_detector_loss_logs_it_and_refuses_student_only_knobs(tmp_path, shared_root):
+    from ivfusion.teacher.distill import train_distill
+
+    weights = shared_root / "weights" / "yolov8n_int8_openvino_model"
+    if not weights.is_dir():
+        pytest.skip(f"shared detector not found at {weights}: the detector loss is its PyTorch copy")
+    _tiny_teacher_and_student(tmp_path, ("detection", "visual"))
+    detector = {"weight": 1.0, "preset": "detection", "target_score": 0.25, "weights": str(weights),
+                "quantize_activations": True}
+    cfg = {"output_dir": str(tmp_path / "distill"), "teacher": str(tmp_path / "teacher"),
+           "reference": str(tmp_path / "teacher"), "student_init": str(tmp_path / "student"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 32, "crops_per_image": 2, "steps": 2,
+                    "cache_dir": str(tmp_path / "cache")},
+           "presets": {"detection": {"t0": 0.8}, "visual": {"t0": 0.0}},
+           "train": {"seed": 3, "steps": 3, "batch_size": 4, "lr": 1e-3, "warmup": 1, "log_every": 1,
+                     "checkpoint_every": 3, "threads": 1},
+           "loss": {"distill": 10.0, "fusion": 1.0, "detector": detector}}
+    train_distill(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "distill" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert any("det" in r for r in log) and all(np.isfinite(r["det"]) for r in log if "det" in r)
+    assert (tmp_path / "cache" / "student_detections.json").exists()  # the student's pseudo-labels, reused
+    for bad, match in (({"anchor": 10.0}, "student-training knob"), ({"preset": "fog"}, "not one of the distilled")):
+        cfg["loss"]["detector"] = detector | bad
+        with pytest.raises(ConfigError, match=match):
+            train_distill(cfg, progress=False, resume=False)

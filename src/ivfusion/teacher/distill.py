@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ from ivfusion.teacher.properties import STANDARD
 log = logging.getLogger(__name__)
 
 DISTILL_SECTIONS = ("output_dir", "teacher", "reference", "student_init", "data", "presets", "train", "loss")
+# loss.detector keys that belong to the student's own training loop (its second pass and anchor); distillation's
+# regulariser is loss.fusion and its anchor the residual target, so these are refused rather than ignored
+STUDENT_ONLY_DETECTOR_KEYS = ("fusion", "anchor", "mixed_fusion")
 
 
 @torch.no_grad()
@@ -49,7 +53,7 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
     names = sorted(embeddings)
     key = fingerprint(Path(teacher_dir), presets=names, embeddings=[embeddings[n].float() for n in names],
                       patch=patch, crops_per_image=crops_per_image, steps=steps, seed=seed,
-                      images=[(img.key, img.thermal.shape) for img in images])
+                      images=[(img.key, img.thermal.shape) for img in images], layout="origin")
     cached = load_keyed(out_file, key)
     if cached is not None:
         return cached
@@ -58,7 +62,7 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
     teacher = PALDM.from_pretrained(teacher_dir).to(device)
     rng = np.random.default_rng(seed)
     pref = torch.stack([embeddings[n].view(-1) for n in names]).to(device)
-    th, rgb, ys = [], [], []
+    th, rgb, ys, origin = [], [], [], []
     for i, img in enumerate(tqdm(images, desc="teacher outputs (cached)", unit="pair", disable=not progress)):
         h, w = img.thermal.shape
         if min(h, w) < patch:
@@ -74,15 +78,77 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
             th.append(torch.from_numpy(np.ascontiguousarray(t)).view(1, patch, patch))
             rgb.append(torch.from_numpy(np.ascontiguousarray(img.rgb[y0:y0 + patch, x0:x0 + patch])).permute(2, 0, 1))
             ys.append((out * 255 + 0.5).clamp(0, 255).byte().cpu())
+            origin.append(torch.tensor([i, y0, x0], dtype=torch.int32))
     if not th:
         raise ConfigError(f"distillation: no image is at least {patch} px on each side")
-    cache = {"thermal": torch.stack(th), "rgb": torch.stack(rgb), "teacher": torch.stack(ys)}
+    cache = {"thermal": torch.stack(th), "rgb": torch.stack(rgb), "teacher": torch.stack(ys),
+             "origin": torch.stack(origin)}  # [image index, y0, x0] of each crop: where its pseudo-labels come from
     save_keyed(cache, out_file, key, presets=",".join(names))
     return cache
 
 
+def crop_pseudo_labels(images: list[Image], resolved: list, origin: torch.Tensor, patch: int, target_score: float,
+                       cache_file: Path) -> torch.Tensor:
+    """(N, MAX_TARGETS, 5) detector targets for the cached crops: the shared detector's boxes on both bands of
+    each crop's image (the student's pseudo-label cache, so no dataset label is read), cut to the crop."""
+    from ivfusion.training.data import crop_targets, detector_labels, merge_pseudo_labels
+
+    labels = detector_labels(resolved, cache_file)
+    per_image: dict[int, np.ndarray] = {}
+    rows = []
+    for i, y0, x0 in origin.tolist():
+        if i not in per_image:
+            h, w = images[i].thermal.shape
+            boxes = merge_pseudo_labels(labels.get(images[i].key, []), target_score)
+            boxes[:, [0, 2]] *= w
+            boxes[:, [1, 3]] *= h
+            per_image[i] = boxes
+        rows.append(crop_targets(per_image[i], x0, y0, patch, False, patch))
+    return torch.stack(rows)
+
+
+def mirror_targets(targets: torch.Tensor) -> torch.Tensor:
+    """``[class, cx, cy, w, h]`` rows of a horizontally mirrored crop; padding rows (class -1) stay as they are."""
+    out = targets.clone()
+    out[..., 1] = torch.where(targets[..., 0] >= 0, 1 - targets[..., 1], targets[..., 1])
+    return out
+
+
+def targets_mask(targets: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 1, size, size) 1 inside the pseudo-labels' boxes: the object mask the student's fusion loss weights
+    (``box_weight``), as in its own training, so the regulariser is the loss that made the preset."""
+    mask = torch.zeros(targets.shape[0], 1, size, size)
+    for b, rows in enumerate(targets):
+        for _, cx, cy, w, h in rows[rows[:, 0] >= 0].tolist():
+            x1, y1 = int((cx - w / 2) * size), int((cy - h / 2) * size)
+            x2, y2 = int(math.ceil((cx + w / 2) * size)), int(math.ceil((cy + h / 2) * size))
+            mask[b, 0, max(y1, 0):y2, max(x1, 0):x2] = 1.0
+    return mask
+
+
+def _detector_regulariser(lcfg: dict[str, Any], names: list[str], device: torch.device):
+    """The detector-aware loss the student was trained with (``loss.detector``), or None when its weight is 0."""
+    from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
+
+    dcfg = dict(lcfg.get("detector") or {})
+    student_only = sorted(set(dcfg) & set(STUDENT_ONLY_DETECTOR_KEYS))
+    if student_only:
+        raise ConfigError(f"loss.detector.{student_only[0]} is a student-training knob; in distillation the "
+                          "regulariser is loss.fusion and the anchor is the residual target")
+    config = DetectorLossConfig(**dcfg)
+    if config.weight <= 0:
+        return None
+    if config.preset not in names:
+        raise ConfigError(f"loss.detector.preset {config.preset!r} is not one of the distilled presets {names}")
+    return DetectorLoss(config, device)
+
+
 def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = True) -> Path:
-    """Fine-tune the student on cached teacher outputs (config/train/distill.yaml); returns ``final/``."""
+    """Fine-tune the student on cached teacher outputs (config/train/distill.yaml); returns ``final/``.
+
+    ``loss.detector`` (as in the student's config, e.g. v5e's) adds the detector's own loss on the named preset's
+    output against the crop's pseudo-labels: the signal that made that preset, kept while the teacher's change is
+    learned (docs/teacher.md, "Distillation v4")."""
     from ivfusion.models.color import luma
     from ivfusion.models.student import StudentFusionNet
     from ivfusion.teacher.data import load_images
@@ -98,11 +164,11 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         raise ConfigError(f"distillation presets without a cached student embedding: {sorted(missing)}")
     embeddings = {n: student.preset_embeddings[n].float() for n in names}
     weights = torch.stack([PresetLoss(**(cfg["presets"][n] or {})).as_tensor() for n in names])
-    images, _ = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
+    images, resolved = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
+    patch = int(dcfg.get("patch", 128))
 
     def outputs_of(model_dir: str, file: str) -> dict[str, torch.Tensor]:
-        return cache_teacher_outputs(model_dir, images, embeddings,
-                                     patch=int(dcfg.get("patch", 128)),
+        return cache_teacher_outputs(model_dir, images, embeddings, patch=patch,
                                      crops_per_image=int(dcfg.get("crops_per_image", 2)),
                                      steps=int(dcfg.get("steps", 8)), seed=seed,
                                      out_file=Path(cfg["output_dir"]) / file, progress=progress, device=device)
@@ -111,6 +177,7 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     start = copy.deepcopy(student).eval().requires_grad_(False) if cfg.get("reference") else None
     loop = TrainLoop(cfg, student, student.parameters(), resume=resume, progress=progress, name="distill")
     device = loop.accelerator.device
+    det_loss = _detector_regulariser(lcfg, names, device)
     cache = outputs_of(cfg["teacher"], "teacher_cache.safetensors")
     base = ref_y = None
     gain = float(lcfg.get("residual_gain", 1.0))
@@ -119,6 +186,11 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         if not torch.equal(ref["thermal"], cache["thermal"]):
             raise ConfigError("distillation: teacher and reference caches hold different crops; delete both caches")
         ref_y, base = ref["teacher"], start.to(device)
+    targets = det_index = None
+    if det_loss is not None:
+        targets = crop_pseudo_labels(images, resolved, cache["origin"], patch, det_loss.config.target_score,
+                                     Path(dcfg.get("cache_dir", "outputs/cache")) / "student_detections.json")
+        det_index = names.index(det_loss.config.preset)
     table, weights = torch.stack([embeddings[n] for n in names]).to(device), weights.to(device)
     n, batch_size = cache["thermal"].shape[0], int(tcfg.get("batch_size", 8))
     w_kd, w_reg = float(lcfg.get("distill", 1.0)), float(lcfg.get("fusion", 0.2))
@@ -131,7 +203,8 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         rgb = cache["rgb"][idx].float().div(255)
         y_t = cache["teacher"][idx, k].float()
         y_t = y_t.div(255) if ref_y is None else y_t.sub(ref_y[idx, k].float()).div(255) * gain
-        if torch.rand((), generator=g) < 0.5:
+        flip = bool(torch.rand((), generator=g) < 0.5)
+        if flip:
             t, rgb, y_t = t.flip(-1), rgb.flip(-1), y_t.flip(-1)
         t, rgb, y_t, k = t.to(device), rgb.to(device), y_t.to(device), k.to(device)
         pref = table[k]
@@ -140,7 +213,17 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
                 y_t = (base(t, rgb, pref).y + y_t).clamp(0, 1)
         o = loop.model(t, rgb, pref)
         l_kd = F.l1_loss(o.y, y_t)
-        l_reg, _ = fusion_loss(o.y, o.rgb, t, luma(rgb), rgb, weights[k], None)
-        return w_kd * l_kd + w_reg * l_reg, {"kd": l_kd.item(), "fusion": l_reg.item()}
+        tgt = box = None
+        if targets is not None:  # the crop's pseudo-labels: the detector's targets and the fusion loss's object mask
+            tgt = mirror_targets(targets[idx]) if flip else targets[idx]
+            box = targets_mask(tgt, t.shape[-1]).to(device)
+        l_reg, _ = fusion_loss(o.y, o.rgb, t, luma(rgb), rgb, weights[k], box)
+        total, logged = w_kd * l_kd + w_reg * l_reg, {"kd": l_kd.item(), "fusion": l_reg.item()}
+        if det_loss is not None and bool((k == det_index).any()):
+            sel = k == det_index
+            l_det, parts = det_loss(o.rgb[sel], tgt[sel.cpu()].to(device))
+            total = total + det_loss.config.weight * l_det
+            logged.update({"det": l_det.item(), **{k_: v.item() for k_, v in parts.items()}})
+        return total, logged
 
     return loop.run(step_fn)
