@@ -199,14 +199,17 @@ def _teacher_methods(args) -> list:
         paldm = PALDM.from_pretrained(args.paldm)
         methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
     emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
+    suffix = "" if args.guidance == 1.0 else f" (guidance {args.guidance:g})"
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        methods += [TeacherMethod(pcldm, f"PCLDM/{p}", emb[p], steps=args.steps) for p in args.preferences]
+        methods += [TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=args.guidance)
+                    for p in args.preferences]
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
-        methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps)
-                                 for k, m in enumerate(folds)], f"PCLDM {run}/{p} (cross-fitted)")
+        methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps,
+                                               guidance=args.guidance)
+                                 for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)")
                     for p in args.preferences]
     names = [m.name for m in methods]
     if len(set(names)) < len(names):
@@ -304,6 +307,8 @@ def main() -> int:
         q.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
         q.add_argument("--preferences", nargs="+", default=["detection", "visual"])
         q.add_argument("--steps", type=int, default=5)
+        q.add_argument("--guidance", type=float, default=1.0,
+                       help="classifier-free guidance on the preference for the PCLDM methods (1 = none)")
     m.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
     m.add_argument("--metrics-only", action="store_true",

@@ -155,6 +155,49 @@ def test_idpo_step_is_neutral_against_an_identical_reference_and_has_gradients()
     assert idpo_step(policy, ref, everywhere, beta=100.0, generator=g()).anchor.item() == 0.0
 
 
+def test_preference_dropout_trains_the_zero_embedding_and_leaves_the_step_unchanged_at_0():
+    torch.manual_seed(0)
+    ref = PALDM.from_config(TINY).eval().requires_grad_(False)
+    policy = PALDM.from_config(TINY)
+    policy.load_state_dict(ref.state_dict())
+    with torch.no_grad():  # a policy that reads the preference, unlike its reference
+        policy.pref_proj.weight.normal_(0, 0.5)
+    t, v = _sources(b=2)
+    batch = {"thermal": t, "vis_y": v, "winner": t, "loser": v, "mask": torch.ones(2, 1, 32, 32),
+             "preference": torch.nn.functional.normalize(torch.randn(2, 16), dim=1)}
+
+    def step(b, dropout):
+        return idpo_step(policy, ref, b, beta=100.0, generator=torch.Generator().manual_seed(3),
+                         preference_dropout=dropout).loss.item()
+
+    plain = step(batch, 0.0)
+    assert plain == idpo_step(policy, ref, batch, beta=100.0, generator=torch.Generator().manual_seed(3)).loss.item()
+    zeroed = step({**batch, "preference": torch.zeros(2, 16)}, 0.0)
+    assert zeroed != pytest.approx(plain, abs=1e-6)
+    assert step(batch, 0.999) == pytest.approx(zeroed, abs=1e-7)  # this seed drops both pairs: the zero embedding
+
+
+def test_guidance_is_plain_sampling_at_1_and_the_zero_embedding_at_0():
+    torch.manual_seed(0)
+    model = PALDM.from_config(TINY).eval()
+    t, v = _sources(b=1)
+    pref = torch.nn.functional.normalize(torch.randn(1, 16), dim=1)
+
+    def run(p, guidance):
+        return model.sample(t, v, preference=p, steps=3, generator=torch.Generator().manual_seed(1), guidance=guidance)
+
+    plain = run(pref, 1.0)
+    assert torch.allclose(run(pref, 3.0), plain, atol=1e-6)  # a fresh PALDM ignores the preference: nothing to guide
+    with torch.no_grad():
+        model.pref_proj.weight.normal_(0, 0.5)
+    cond, zero = run(pref, 1.0), run(torch.zeros_like(pref), 1.0)
+    assert (cond - zero).abs().mean() > 1e-3
+    assert torch.allclose(run(pref, 0.0), zero, atol=1e-5)  # guidance 0: the unconditional (zero embedding) sample
+    assert (run(pref, 3.0) - zero).abs().mean() > (cond - zero).abs().mean()  # > 1: further from it than cond
+    with pytest.raises(ConfigError, match="guidance needs a preference"):
+        model.sample(t, v, steps=1, guidance=2.0)
+
+
 # ----------------------------------------------------------------------------------------------- oracles
 class _FakeDetector:
     def __init__(self, scores):
@@ -395,7 +438,7 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatc
     cached = json.loads((tmp_path / "idpo" / "preferences" / "pairs.json").read_text())["pairs"]
     top = max({p["winner"] for p in cached}, key=[p["winner"] for p in cached].count)
     one_sided = {**cfg, "output_dir": str(tmp_path / "idpo_top"),
-                 "train": {**cfg["train"], "winners": [top], "balance": "oracle"}}
+                 "train": {**cfg["train"], "winners": [top], "balance": "oracle", "preference_dropout": 0.5}}
     shutil.copytree(tmp_path / "idpo" / "preferences", tmp_path / "idpo_top" / "preferences")
     train_idpo(one_sided, progress=False)
     top_summary = json.loads((tmp_path / "idpo_top" / "dpo_eval.json").read_text())
@@ -407,6 +450,8 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatc
             train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "winners": bad}})
     with pytest.raises(ConfigError, match="train.balance"):
         train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "balance": "preset"}})
+    with pytest.raises(ConfigError, match="train.preference_dropout"):
+        train_idpo({**cfg, "init_from": str(tmp_path / "nowhere"), "train": {**cfg["train"], "preference_dropout": 1}})
 
     # the verdicts are kept, the candidates (deterministic, large) are regenerated where missing
     from safetensors.numpy import load_file as load_np

@@ -157,6 +157,7 @@ class TeacherMethod:
     steps: int = 8
     seed: int = 0
     kind: str = "ours"
+    guidance: float = 1.0  # classifier-free guidance on the preference (PALDM.guided); 1 = none
 
     @torch.no_grad()
     def fuse(self, sample: PairSample) -> np.ndarray:
@@ -165,7 +166,7 @@ class TeacherMethod:
         t, y = to_tensor(sample.thermal).to(dev).unsqueeze(0), to_tensor(ycrcb[..., 0]).to(dev).unsqueeze(0)
         pref = None if self.preference is None else self.preference.to(dev).view(1, -1)
         g = torch.Generator().manual_seed(self.seed)
-        out = self.model.sample(t, y, self.code, pref, steps=self.steps, generator=g)
+        out = self.model.sample(t, y, self.code, pref, steps=self.steps, generator=g, guidance=self.guidance)
         ycrcb[..., 0] = to_uint8(out[0])
         return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
 

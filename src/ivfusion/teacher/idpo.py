@@ -65,8 +65,12 @@ def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], beta: float,
-              generator: torch.Generator | None = None) -> DPOStats:
+              generator: torch.Generator | None = None, preference_dropout: float = 0.0) -> DPOStats:
     """One IDPO loss evaluation. ``batch``: thermal, vis_y, winner, loser (B,1,P,P) in [0,1], mask, preference.
+
+    ``preference_dropout``: the share of pairs whose preference is replaced by the zero embedding (for policy and
+    reference alike), so the zero embedding learns what all preferences share and ``PALDM.guided`` can steer
+    away from it. Drawn after the noise, so 0 is the earlier step, number for number.
 
     ``policy`` may be wrapped (DDP): its forward is called through the wrapper, attributes read from the module.
     """
@@ -80,7 +84,11 @@ def idpo_step(policy: PALDM, reference: PALDM, batch: dict[str, torch.Tensor], b
     x = torch.cat([sched.add_noise(z_w, noise, t), sched.add_noise(z_l, noise, t)])  # same noise and t for w and l
     tt, zi, zv = torch.cat([t, t]), torch.cat([z_ir, z_ir]), torch.cat([z_vi, z_vi])
     code = torch.full((2 * b,), STANDARD.index, dtype=torch.long, device=z_w.device)
-    pref = torch.cat([batch["preference"], batch["preference"]])
+    pref = batch["preference"]
+    if preference_dropout > 0:
+        keep = torch.rand(b, generator=generator) >= preference_dropout
+        pref = pref * keep.to(pref).view(-1, 1)
+    pref = torch.cat([pref, pref])
     target = torch.cat([policy.target_for(z_w, noise, t), policy.target_for(z_l, noise, t)])
     mask = latent_mask(torch.cat([batch["mask"], batch["mask"]]), policy.codec.factor)
     pred = net(x, tt, zi, zv, code, pref)

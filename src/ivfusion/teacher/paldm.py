@@ -159,14 +159,18 @@ class PALDM(nn.Module):
     @torch.no_grad()
     def sample(self, thermal: torch.Tensor, vis_y: torch.Tensor, code: torch.Tensor | int = STANDARD.index,
                preference: torch.Tensor | None = None, *, steps: int = 10, eta: float = 0.0,
-               generator: torch.Generator | None = None, shared_noise: bool = False) -> torch.Tensor:
+               generator: torch.Generator | None = None, shared_noise: bool = False,
+               guidance: float = 1.0) -> torch.Tensor:
         """DDIM: (B,1,H,W) thermal and visible luminance in [0,1] -> fused luminance (B,1,H,W) in [0,1].
 
         Any H, W: inputs are reflect-padded to ``multiple`` and the output is cropped back. ``shared_noise``:
         one initial noise for the whole batch, so candidates of one pair differ only by their conditions.
+        ``guidance``: classifier-free guidance on the preference (1 = none; see :meth:`guided`).
         """
         if steps < 1:
             raise ConfigError(f"teacher: DDIM steps must be >= 1, got {steps}")
+        if guidance != 1.0 and preference is None:
+            raise ConfigError("teacher: guidance needs a preference to guide towards")
         b, _, h, w = thermal.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -184,9 +188,26 @@ class PALDM(nn.Module):
         z = torch.randn(shape, generator=generator, dtype=z_ir.dtype).to(thermal.device)  # same draw on CPU and GPU
         z = z.expand_as(z_ir).contiguous()
         for t in scheduler.timesteps:
-            pred = self(z, t.expand(b), z_ir, z_vi, code, preference)
+            pred = self.guided(z, t.expand(b), z_ir, z_vi, code, preference, guidance)
             z = scheduler.step(pred, t, z, eta=eta, generator=generator).prev_sample
         return self.from_latent(z, z_ir, z_vi)[:, :, :h, :w]
+
+    def guided(self, noisy: torch.Tensor, timesteps: torch.Tensor, z_ir: torch.Tensor, z_vi: torch.Tensor,
+               code: torch.Tensor, preference: torch.Tensor | None, guidance: float = 1.0) -> torch.Tensor:
+        """The prediction, pushed ``guidance`` times as far from the unconditional one as the preference takes it.
+
+        Why: one model trained on two preferences' pairs gave a blend of the two (docs/teacher.md, IDPO v9); with
+        the preference dropped to the zero embedding for part of training (``train.preference_dropout``), the
+        zero embedding learns that blend and ``guidance`` > 1 moves each preference away from it. The prediction
+        is linear in the model output for every ``prediction_type``, so guiding it guides the DDIM step.
+        """
+        if guidance == 1.0:
+            return self(noisy, timesteps, z_ir, z_vi, code, preference)
+        both = self(torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]), torch.cat([z_ir, z_ir]),
+                    torch.cat([z_vi, z_vi]), torch.cat([code, code]),
+                    torch.cat([preference, torch.zeros_like(preference)]))
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
 
     def training_noise(self, like: torch.Tensor, generator: torch.Generator | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -425,6 +425,10 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     if unknown:
         raise ConfigError(f"train.oracles: unknown {sorted(unknown)} (detection, visual, text)")
     winners, window_mask, balance = _pair_options(tcfg)
+    # train.preference_dropout: the share of pairs trained under the zero embedding, for guidance at sampling
+    dropout = float(tcfg.get("preference_dropout", 0.0))
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"train.preference_dropout must be in [0, 1), got {dropout}")
     reference = PALDM.from_pretrained(cfg["init_from"]).requires_grad_(False)
     if prepare_only:  # no policy, optimizer or log: only the accelerator's device, seed and threads
         reference.to(make_accelerator(tcfg).device)
@@ -452,7 +456,8 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     def step_fn(step: int):
         rows = [train_rows[i] for i in balanced_pick(np.random.default_rng((seed, step)), groups, batch_size)]
         batch = _pair_batch(prefs, rows, embeddings, device, window_mask)
-        stats = idpo_step(loop.model, reference, batch, beta, torch.Generator().manual_seed(seed * 1_000_003 + step))
+        stats = idpo_step(loop.model, reference, batch, beta, torch.Generator().manual_seed(seed * 1_000_003 + step),
+                          dropout)
         logs = {"margin": float(stats.margin.mean()), "dpo_acc": stats.accuracy}
         if not sft_weight and not anchor_weight:
             return stats.loss, logs
