@@ -35,7 +35,13 @@ MODULES = {
 
 def _module_command(name: str) -> Callable[[list[str]], int]:
     def run(argv: list[str]) -> int:
-        return importlib.import_module(MODULES[name]).main(argv)
+        from ivfusion.errors import IvfusionError
+
+        try:
+            return importlib.import_module(MODULES[name]).main(argv)
+        except IvfusionError as exc:  # bad input (a path, a config value): the message, not a traceback
+            print(f"ivfusion {name}: error: {exc}", file=sys.stderr)
+            return 2
 
     return run
 

@@ -77,6 +77,16 @@ def test_cli_writes_tables_and_report(pairs_dir: Path, tmp_path: Path, detector_
     assert grid.shape[1] >= 4 * 320  # IR | VIS | 2 fused methods
 
 
+def test_the_ivfusion_command_reports_bad_input_in_one_line(pairs_dir: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from ivfusion.cli import main
+
+    code = main(["eval", "--dataset", str(pairs_dir), "--methods", f"student:detection@{tmp_path / 'nowhere'}",
+                 "--out", str(tmp_path / "report"), "--no-detection"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("ivfusion eval: error: student weights not found") and "Traceback" not in err
+
+
 def test_roadscene_uses_the_pinned_validation_split(shared_root: Path) -> None:
     if not (shared_root / "datasets" / "roadscene").is_dir():
         pytest.skip("shared RoadScene not found")
