@@ -315,7 +315,7 @@ def test_scenes_hold_the_objects_and_masks_follow_the_oracle(tmp_path):
         assert view.ir.shape == (32, 32) and view.crcb.shape == (32, 32, 2) and view.objects == inst.objects
 
 
-def test_grid_windows_cover_the_frame_and_pseudo_objects_replace_the_labels(tmp_path):
+def test_grid_windows_cover_the_frame_and_pseudo_objects_replace_the_labels(tmp_path, shared_root):
     from ivfusion.teacher.data import grid_origins
 
     origins = grid_origins(640, 480, 256)
@@ -325,6 +325,8 @@ def test_grid_windows_cover_the_frame_and_pseudo_objects_replace_the_labels(tmp_
         cover[y0:y0 + 256, x0:x0 + 256] = True
     assert cover.all() and grid_origins(200, 100, 256) == [(0, 0)]
 
+    if not (shared_root / "weights" / "yolov8n_int8_openvino_model" / "metadata.yaml").exists():
+        pytest.skip(f"shared detector not found under {shared_root}: pseudo-labels are matched by its class names")
     write_tiny_pairs(tmp_path / "data", labels=True)  # 52 x 40, one labelled person at the centre
     images, resolved = load_images([{"name": str(tmp_path / "data")}])
     cache = tmp_path / "cache"
