@@ -444,7 +444,7 @@ def test_train_paldm_checkpoints_resumes_and_then_idpo_runs(tmp_path, monkeypatc
     shutil.copytree(tmp_path / "idpo" / "preferences", tmp_path / "idpo_top" / "preferences")
     train_idpo(one_sided, progress=False)
     top_summary = json.loads((tmp_path / "idpo_top" / "dpo_eval.json").read_text())
-    assert top_summary["trained_winners"] == [top]
+    assert top_summary["trained_winners"] == [top] and top_summary["preference_dropout"] == 0.5
     assert top_summary["pairs_train"] + top_summary["pairs_held_out"] == sum(p["winner"] == top for p in cached)
     assert top_summary["pairs_train"] + top_summary["pairs_held_out"] < len(cached)
     for bad in ([], [-1], 1, [True]):

@@ -471,7 +471,7 @@ def train_idpo(cfg: dict[str, Any], *, resume: bool = True, progress: bool = Tru
     trained = loop.accelerator.unwrap_model(loop.model)
     summary = {"pairs_total": len(prefs["pairs"]), "pairs_train": len(train_rows), "pairs_held_out": len(held_rows),
                "instances": len(prefs["instances"]), "beta": beta, "trained_oracles": sorted(trained_oracles),
-               "trained_winners": winners,
+               "trained_winners": winners, "preference_dropout": dropout,
                "by_oracle_counts": {o: sum(p["oracle"] == o for p in prefs["pairs"])
                                     for o in sorted({p["oracle"] for p in prefs["pairs"]})},
                "held_out_after": dpo_eval(trained, reference, prefs, held_rows, embeddings, beta, rep,
