@@ -188,13 +188,13 @@ def _image_objects(img: Image, src, stem: str, pseudo: dict[str, list[list[float
     """(x1, y1, x2, y2, class name) in resized-image pixels: the dataset's labels, or for the images in ``pseudo``
     (the sources :func:`_by_key` names) the shared detector's boxes on both bands merged by per-class NMS (the
     student's pseudo-labels)."""
-    from ivfusion.training.data import merge_pseudo_labels
+    from ivfusion.training.data import pixel_pseudo_labels
 
     if img.key not in pseudo:
         return _label_boxes(img, src, stem)
     h, w = img.thermal.shape
-    merged = merge_pseudo_labels(pseudo[img.key], min_score)
-    return [(x1 * w, y1 * h, x2 * w, y2 * h, names.get(int(c), str(int(c)))) for x1, y1, x2, y2, c in merged]
+    merged = pixel_pseudo_labels(pseudo[img.key], min_score, w, h)
+    return [(x1, y1, x2, y2, names.get(int(c), str(int(c)))) for x1, y1, x2, y2, c in merged.tolist()]
 
 
 def grid_origins(w: int, h: int, patch: int, overlap: float = 0.1) -> list[tuple[int, int]]:

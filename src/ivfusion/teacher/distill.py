@@ -91,7 +91,7 @@ def crop_pseudo_labels(images: list[Image], resolved: list, origin: torch.Tensor
                        cache_file: Path) -> torch.Tensor:
     """(N, MAX_TARGETS, 5) detector targets for the cached crops: the shared detector's boxes on both bands of
     each crop's image (the student's pseudo-label cache, so no dataset label is read), cut to the crop."""
-    from ivfusion.training.data import crop_targets, detector_labels, merge_pseudo_labels
+    from ivfusion.training.data import crop_targets, detector_labels, pixel_pseudo_labels
 
     labels = detector_labels(resolved, cache_file)
     per_image: dict[int, np.ndarray] = {}
@@ -99,10 +99,7 @@ def crop_pseudo_labels(images: list[Image], resolved: list, origin: torch.Tensor
     for i, y0, x0 in origin.tolist():
         if i not in per_image:
             h, w = images[i].thermal.shape
-            boxes = merge_pseudo_labels(labels.get(images[i].key, []), target_score)
-            boxes[:, [0, 2]] *= w
-            boxes[:, [1, 3]] *= h
-            per_image[i] = boxes
+            per_image[i] = pixel_pseudo_labels(labels.get(images[i].key, []), target_score, w, h)
         rows.append(crop_targets(per_image[i], x0, y0, patch, False, patch))
     return torch.stack(rows)
 

@@ -106,6 +106,15 @@ def merge_pseudo_labels(labels: list[list[float]], min_score: float, iou: float 
     return a[np.sort(keep)][:, :5]
 
 
+def pixel_pseudo_labels(labels: list[list[float]], min_score: float, width: int, height: int) -> np.ndarray:
+    """:func:`merge_pseudo_labels` with the corners in pixels of a ``width`` x ``height`` image (the cached
+    detections are normalised, the crops that cut them are not)."""
+    boxes = merge_pseudo_labels(labels, min_score)
+    boxes[:, [0, 2]] *= width
+    boxes[:, [1, 3]] *= height
+    return boxes
+
+
 def cut_to_window(boxes: np.ndarray, x0: float, y0: float, width: float, height: float, min_visible: float,
                   min_side: float) -> tuple[np.ndarray, np.ndarray]:
     """(N, 4) pixel ``[x1, y1, x2, y2]`` -> (the boxes clipped to the window at (x0, y0) in its coordinates, which
@@ -168,9 +177,8 @@ class FusionPairs(Dataset):
                 dets = (detections or {}).get(f"{label}/{stem}", [])
                 for x1, y1, x2, y2, *_ in dets:
                     mask[int(y1 * h):int(np.ceil(y2 * h)), int(x1 * w):int(np.ceil(x2 * w))] = 1
-                targets = merge_pseudo_labels(dets, target_score) if self.with_targets else np.zeros((0, 5), np.float32)
-                targets[:, [0, 2]] *= w
-                targets[:, [1, 3]] *= h
+                targets = (pixel_pseudo_labels(dets, target_score, w, h) if self.with_targets
+                           else np.zeros((0, 5), np.float32))
                 self.items.append((t, rgb, mask, targets))
         if not self.items:
             raise ConfigError("training data: no pairs found in " + ", ".join(s.spec.name for s in sources))
