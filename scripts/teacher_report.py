@@ -165,31 +165,33 @@ def cmd_map(args) -> None:
     from ivfusion.evaluation.runner import evaluate
 
     ds = open_dataset("msrs", split="all", limit=args.limit)
-    methods = _teacher_methods(args)
-    res = evaluate(ds, methods, metrics=True, detection=True)
-    out = summary(res)
+    # one evaluation per noise seed: the same methods, the same frames, another draw of the sampler's noise
+    results = [evaluate(ds, _teacher_methods(args, seed=s), metrics=True, detection=True) for s in args.seeds]
+    out = summary(results[0]) if len(results) == 1 else {
+        "seeds": args.seeds, "per_seed": {str(s): summary(r) for s, r in zip(args.seeds, results)}}
     if args.bootstrap:  # each teacher against the first method (the PALDM), paired over the same frames
         from ivfusion.evaluation.bootstrap import bootstrap_pairs, paired_metric_bootstrap
 
-        pairs = [(i, 0) for i in range(1, len(methods))]
+        pairs = [(i, 0) for i in range(1, len(results[0].methods))]
         by_labels = {} if args.metrics_only else {
-            labels: bootstrap_pairs(res, ds.folder, list(ds.stems), pairs, labels=labels, n=args.bootstrap)
+            labels: bootstrap_pairs(results, ds.folder, list(ds.stems), pairs, labels=labels, n=args.bootstrap)
             for labels in ("fused", "union")}
         out["bootstrap_vs_first"] = []
         for k in range(len(pairs) if by_labels else 0):
             for d in (by_labels["fused"][k], by_labels["union"][k]):
                 print(d.line())
                 out["bootstrap_vs_first"].append({**d.__dict__, "diff": d.diff})
-        out["metrics_vs_first"] = paired_metric_bootstrap(res, pairs, n=args.bootstrap)
+        out["metrics_vs_first"] = paired_metric_bootstrap(results, pairs, n=args.bootstrap)
         for row in out["metrics_vs_first"]:
             print(f"{row['a']} - {row['b']}: {row['metric']:>4} {row['diff']:+.4f} [{row['low']:+.4f}, "
                   f"{row['high']:+.4f}], frames above {row['frames_a_above']:.2f}")
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
 
 
-def _teacher_methods(args) -> list:
+def _teacher_methods(args, seed: int = 0) -> list:
     """PALDM (``--paldm``, per ``--codes``) and each ``--pcldm`` / cross-fitted ``--pcldm-folds`` run per
-    ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by name)."""
+    ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by name), all sampling
+    from noise ``seed``."""
     from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod, preset_embeddings, run_name
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES
@@ -197,18 +199,20 @@ def _teacher_methods(args) -> list:
     methods = []
     if args.paldm:
         paldm = PALDM.from_pretrained(args.paldm)
-        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
+        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps, seed=seed)
+                    for c in args.codes]
     emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
     suffix = "" if args.guidance == 1.0 else f" (guidance {args.guidance:g})"
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        methods += [TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=args.guidance)
+        methods += [TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=args.guidance,
+                                  seed=seed)
                     for p in args.preferences]
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
         methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps,
-                                               guidance=args.guidance)
+                                               guidance=args.guidance, seed=seed)
                                  for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)")
                     for p in args.preferences]
     names = [m.name for m in methods]
@@ -314,6 +318,8 @@ def main() -> int:
     m.add_argument("--metrics-only", action="store_true",
                    help="with --bootstrap: the fusion metrics' paired bootstrap only, not mAP's "
                         "(the visual preference)")
+    m.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="noise seeds: one evaluation each; the bootstrap pools them per frame")
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
     sp = sub.add_parser("speed")

@@ -356,6 +356,40 @@ def test_paired_bootstrap_sees_which_method_finds_more(tmp_path):
     assert r.diff == pytest.approx(-d.diff) and r.p_a_above == 0.0
 
 
+def test_paired_bootstrap_pools_replicates_per_image(tmp_path):
+    """Two evaluations that differ only in a sampler's noise: the pooled mAP counts every image once per replicate,
+    and a drawn image brings both of its replicates."""
+    from ivfusion.data.pairs import PairsFolder
+    from ivfusion.detection.yolo import Detection
+    from ivfusion.evaluation.bootstrap import bootstrap_pairs, paired_metric_bootstrap
+    from ivfusion.evaluation.runner import EvalResult, MethodResult
+
+    from tests.unit.tiny_data import write_tiny_pairs
+
+    folder = PairsFolder(write_tiny_pairs(tmp_path / "d", labels=True))  # one person per frame
+    stems = ["s0", "s1", "s2"]
+    hit = Detection(18.0, 12.0, 34.0, 28.0, 0.9, 0, "person")
+
+    def replicate(found: list[str], vif: float) -> EvalResult:
+        methods = [MethodResult("base", "ours", metrics={"VIF": [0.5] * 3}, stems=stems,
+                                detections={s: [] for s in stems}),
+                   MethodResult("run", "ours", metrics={"VIF": [vif] * 3}, stems=stems,
+                                detections={s: [hit] if s in found else [] for s in stems})]
+        return EvalResult("tiny", "all", 3, ("VIF",), methods, ("fused",))
+
+    all_found, none_found = replicate(stems, 0.7), replicate([], 0.5)
+    (alone,) = bootstrap_pairs(all_found, folder, stems, [(1, 0)], n=50, progress=False)
+    (pooled,) = bootstrap_pairs([all_found, none_found], folder, stems, [(1, 0)], n=50, progress=False)
+    # 3 of 6 people found at precision 1: recall 0.5, i.e. 51 of the 101 COCO recall points
+    assert alone.map_a == pytest.approx(1.0) and pooled.map_a == pytest.approx(51 / 101)
+    assert pooled.low == pytest.approx(pooled.high)  # every image is the same mix of its two replicates
+    (vif,) = paired_metric_bootstrap([all_found, none_found], [(1, 0)], n=50)
+    assert vif["a_mean"] == pytest.approx(0.6) and vif["diff"] == pytest.approx(0.1)
+    renamed = EvalResult("tiny", "all", 3, ("VIF",), list(reversed(none_found.methods)), ("fused",))
+    with pytest.raises(ValueError, match="same methods in the same order"):
+        bootstrap_pairs([all_found, renamed], folder, stems, [(1, 0)], n=5, progress=False)
+
+
 def test_paired_metric_bootstrap_separates_a_consistent_shift_from_noise():
     from ivfusion.evaluation.bootstrap import paired_metric_bootstrap
     from ivfusion.evaluation.runner import EvalResult, MethodResult
