@@ -165,8 +165,9 @@ def cmd_map(args) -> None:
     from ivfusion.evaluation.runner import evaluate
 
     ds = open_dataset("msrs", split="all", limit=args.limit)
+    methods = _teacher_methods(args)  # models and preset embeddings loaded once, for every seed
     # one evaluation per noise seed: the same methods, the same frames, another draw of the sampler's noise
-    results = [evaluate(ds, _teacher_methods(args, seed=s), metrics=True, detection=True) for s in args.seeds]
+    results = [evaluate(ds, [m.reseeded(s) for m in methods], metrics=True, detection=True) for s in args.seeds]
     out = summary(results[0]) if len(results) == 1 else {
         "seeds": args.seeds, "per_seed": {str(s): summary(r) for s, r in zip(args.seeds, results)}}
     if args.bootstrap:  # each teacher against the first method (the PALDM), paired over the same frames
@@ -188,10 +189,9 @@ def cmd_map(args) -> None:
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
 
 
-def _teacher_methods(args, seed: int = 0) -> list:
+def _teacher_methods(args) -> list:
     """PALDM (``--paldm``, per ``--codes``) and each ``--pcldm`` / cross-fitted ``--pcldm-folds`` run per
-    ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by name), all sampling
-    from noise ``seed``."""
+    ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by name)."""
     from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod, preset_embeddings, run_name
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES
@@ -199,20 +199,18 @@ def _teacher_methods(args, seed: int = 0) -> list:
     methods = []
     if args.paldm:
         paldm = PALDM.from_pretrained(args.paldm)
-        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps, seed=seed)
-                    for c in args.codes]
+        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
     emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
     suffix = "" if args.guidance == 1.0 else f" (guidance {args.guidance:g})"
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        methods += [TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=args.guidance,
-                                  seed=seed)
+        methods += [TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=args.guidance)
                     for p in args.preferences]
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
         methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps,
-                                               guidance=args.guidance, seed=seed)
+                                               guidance=args.guidance)
                                  for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)")
                     for p in args.preferences]
     names = [m.name for m in methods]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -170,6 +170,10 @@ class TeacherMethod:
         ycrcb[..., 0] = to_uint8(out[0])
         return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
 
+    def reseeded(self, seed: int) -> TeacherMethod:
+        """This method sampling from noise ``seed``, on the same (already loaded) model."""
+        return replace(self, seed=seed)
+
 
 @dataclass
 class CrossFitted:
@@ -185,6 +189,10 @@ class CrossFitted:
 
     def fuse(self, sample: PairSample) -> np.ndarray:
         return self.methods[fold_of(f"{self.dataset}/{sample.stem}", len(self.methods))].fuse(sample)
+
+    def reseeded(self, seed: int) -> CrossFitted:
+        """Every fold's method sampling from noise ``seed``."""
+        return replace(self, methods=[m.reseeded(seed) for m in self.methods])
 
 
 @torch.no_grad()
