@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -32,8 +32,10 @@ from ivfusion.detection.from_msg import detections_from_msg
 from ivfusion.imaging.encodings import decode_image
 from ivfusion.ros import messages
 from ivfusion.ros.node import TOPICS, IvfusionNode
+from ivfusion.sync import RGB, THERMAL
 
 DRAIN_S = 60.0  # the longest wait, after the last publish, for the node to finish the pairs it holds
+QUIET_S = 2.0  # with the node idle, this long without any new input or output ends the wait early
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(Parameter("detector.weights", value=args.weights))
     node = IvfusionNode(parameter_overrides=overrides)
     driver = _Driver()
-    executor = MultiThreadedExecutor(num_threads=2)
+    # One executor thread is enough: the callbacks only pair stamps, the node's worker thread does the work. rclpy's
+    # MultiThreadedExecutor re-wakes in a tight loop while a mutually exclusive group is busy (ros2/rclpy#1452) and
+    # starved the worker of the GIL here: stalls of 0.3-3 s, 11-60 % of pairs lost or dropped (docs/benchmarks.md).
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     executor.add_node(driver)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -172,11 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, frame in enumerate(tqdm(frames, desc="publishing", unit="pair")):
             driver.publish(frame, base_ns + int(i * period * 1e9))
             time.sleep(max(0.0, start + (i + 1) * period - time.monotonic()))
-        # Wait until every pair is accounted for (published as output, dropped or unpaired), not a fixed time: a
-        # node stalled for seconds per frame (seen once on a cold machine) still owes the frames it holds.
-        drain = time.monotonic() + DRAIN_S
-        while time.monotonic() < drain and _accounted(driver, node) < len(frames):
-            time.sleep(0.05)
+        _drain(driver, node, len(frames))
         _report(args, frames, driver, node)
     finally:
         executor.shutdown()
@@ -186,9 +187,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _accounted(driver: _Driver, node: IvfusionNode) -> int:
-    """Pairs the node has finished with: fused outputs received, pairs it dropped, frames it could not pair."""
-    return len(driver.fused) + node._worker.stats.dropped + node._pairer.stats.misses
+def _accounted(driver: _Driver, node: IvfusionNode, published: int) -> int:
+    """Pairs whose fate is known: fused outputs received, pairs the node dropped, pairs it never formed."""
+    return len(driver.fused) + node._worker.stats.dropped + _unpaired(node, published)
+
+
+def _unpaired(node: IvfusionNode, published: int) -> int:
+    """Published pairs the node never formed: a frame lost on the (best-effort) wire, or a stamp it could not match."""
+    return published - node._pairer.stats.paired
+
+
+def _drain(driver: _Driver, node: IvfusionNode, published: int) -> None:
+    """Wait for the node to finish what it holds, not a fixed time: a node stalled for seconds per frame still owes
+    its outputs, while a frame lost on the wire never arrives, so an idle node with no news for QUIET_S ends it."""
+    deadline = time.monotonic() + DRAIN_S
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline and _accounted(driver, node, published) < published:
+        state = (len(driver.fused), node._worker.stats.processed, *node._pairer.stats.received)
+        if state != last:
+            last, quiet_since = state, time.monotonic()
+        elif node._worker.wait_idle(0) and time.monotonic() - quiet_since > QUIET_S:
+            return
+        time.sleep(0.05)
 
 
 def _report(args: argparse.Namespace, frames: list[DemoFrame], driver: _Driver, node: IvfusionNode) -> None:
@@ -223,6 +243,8 @@ def _report(args: argparse.Namespace, frames: list[DemoFrame], driver: _Driver, 
     summary = {
         "published_pairs": len(frames), "fused_received": n_fused, "detections_received": n_det,
         "dropped_by_node": node._worker.stats.dropped, "pairing_misses": node._pairer.stats.misses,
+        "node_received": {"thermal": node._pairer.stats.received[THERMAL], "rgb": node._pairer.stats.received[RGB]},
+        "unpaired": _unpaired(node, len(frames)),
         "throughput_hz": throughput, "input_rate_hz": input_rate,
         "latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else None,
         "latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else None,
@@ -232,7 +254,9 @@ def _report(args: argparse.Namespace, frames: list[DemoFrame], driver: _Driver, 
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\npublished {len(frames)} pairs at {input_rate:.1f} Hz (asked {args.rate:g}); received {n_fused} fused images and {n_det} "
           f"detection arrays ({summary['throughput_hz']:.1f} Hz); the node dropped {summary['dropped_by_node']} "
-          f"(latest-frame-wins) and missed {summary['pairing_misses']} pairings")
+          f"(latest-frame-wins); {summary['unpaired']} pairs never formed (the node received "
+          f"{summary['node_received']['thermal']} thermal / {summary['node_received']['rgb']} RGB frames, "
+          f"{summary['pairing_misses']} pairing misses)")
     if latencies:
         print(f"publish -> fused/image latency: p50 {summary['latency_ms_p50']:.1f} ms, "
               f"p95 {summary['latency_ms_p95']:.1f} ms")
