@@ -14,6 +14,7 @@ from ivfusion.errors import ConfigError
 from ivfusion.teacher.data import View, find_scenes, instance_mask, instance_view, load_images
 from ivfusion.teacher.autoencoder import KLCodec, UnshuffleCodec, tiny_autoencoder_config
 from ivfusion.teacher.idpo import dpo_loss, idpo_step, latent_mask, masked_mse
+from ivfusion.teacher.merge import combine, extrapolate
 from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import ALL_CODES, NUM_CODES, PropertyCode, code_vector, fusion_prior
@@ -94,6 +95,34 @@ def test_paldm_samples_any_size_and_round_trips_through_safetensors(tmp_path):
     with pytest.raises(ConfigError):
         PALDM.from_config({**TINY, "bogus": 1})
 
+
+
+def test_weight_combinations_soup_and_extrapolate_along_the_fine_tuning_step(tmp_path):
+    torch.manual_seed(0)
+    ref = PALDM.from_config(TINY)
+    ref.save_pretrained(tmp_path / "ref")
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # a "fine-tuned" run: the reference plus a small step
+    ref.save_pretrained(tmp_path / "tuned")
+    a = PALDM.from_pretrained(tmp_path / "ref").state_dict()
+    b = PALDM.from_pretrained(tmp_path / "tuned").state_dict()
+    soup = combine([tmp_path / "ref", tmp_path / "tuned"]).state_dict()
+    twice = extrapolate(tmp_path / "ref", tmp_path / "tuned", 2.0).state_dict()
+    same = extrapolate(tmp_path / "ref", tmp_path / "tuned", 1.0).state_dict()
+    moved = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k])]
+    assert moved
+    for k in moved:
+        assert torch.allclose(soup[k], (a[k] + b[k]) / 2, atol=1e-6)
+        assert torch.allclose(twice[k] - b[k], b[k] - a[k], atol=1e-6)  # one more step of the same size
+        assert torch.equal(same[k], b[k])
+    with pytest.raises(ConfigError, match="sum to"):
+        combine([tmp_path / "ref", tmp_path / "tuned"], [1.0, 1.0])
+    with pytest.raises(ConfigError, match="at least two"):
+        combine([tmp_path / "ref"])
+    PALDM.from_config({**TINY, "cond_dim": 4}).save_pretrained(tmp_path / "other")
+    with pytest.raises(ConfigError, match="configs differ"):
+        combine([tmp_path / "ref", tmp_path / "other"])
 
 def test_preference_projection_starts_at_zero_so_paldm_ignores_preferences():
     torch.manual_seed(0)
