@@ -354,6 +354,14 @@ def test_paired_bootstrap_sees_which_method_finds_more(tmp_path):
     assert d.low <= d.diff <= d.high and d.p_a_above > 0.9  # only draws of s0 alone tie
     (r,) = paired_map_bootstrap(result, folder, stems, n=200, progress=False)  # a=0 against the rest
     assert r.diff == pytest.approx(-d.diff) and r.p_a_above == 0.0
+    # The bootstrap matches at IoU 0.5 only; its mAP@0.5 must be the full evaluation's, also for loose boxes.
+    loose = Detection(20.0, 13.0, 36.0, 29.0, 0.8, 0, "person")  # IoU ~0.7 with the labelled person
+    shifted = MethodResult("loose", "ours", stems=stems, detections={s: [loose] for s in stems})
+    (e,) = paired_map_bootstrap(EvalResult("tiny", "all", 3, (), [shifted, finds_all], ("fused",)), folder, stems,
+                                n=20, progress=False)
+    gts = {st: folder.labels(st, "fused") for st in stems}
+    full = evaluate_detections({st: map_predictions([loose]) for st in stems}, gts, ["person", "bicycle", "car"])
+    assert full.map50_95 < full.map50 and e.map_a == pytest.approx(full.map50)
 
 
 def test_paired_bootstrap_pools_replicates_per_image(tmp_path):
