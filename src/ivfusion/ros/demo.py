@@ -157,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     node = IvfusionNode(parameter_overrides=overrides)
     driver = _Driver()
     # One executor thread is enough: the callbacks only pair stamps, the node's worker thread does the work. rclpy's
-    # MultiThreadedExecutor re-wakes in a tight loop while a mutually exclusive group is busy (ros2/rclpy#1452) and
-    # starved the worker of the GIL here: stalls of 0.3-3 s, 11-60 % of pairs lost or dropped (docs/benchmarks.md).
+    # MultiThreadedExecutor (likely re-waking while a mutually exclusive group is busy, cf. ros2/rclpy#1452)
+    # starved the worker of the GIL here: stalls of 0.3-3 s, up to 2/3 of the pairs lost or dropped
+    # (docs/benchmarks.md).
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     executor.add_node(driver)
