@@ -164,6 +164,9 @@ def cmd_map(args) -> None:
     from ivfusion.evaluation.report import save_json, summary
     from ivfusion.evaluation.runner import evaluate
 
+    if args.pool and (len(args.preferences) != 1 or len(args.codes) != 1 or not args.bootstrap):
+        raise SystemExit("--pool compares runs of one recipe with one PALDM: give one --preferences, one --codes "
+                         "and --bootstrap")
     ds = open_dataset("msrs", split="all", limit=args.limit)
     methods = _teacher_methods(args)  # models and preset embeddings loaded once, for every seed
     # one evaluation per noise seed: the same methods, the same frames, another draw of the sampler's noise
@@ -183,10 +186,28 @@ def cmd_map(args) -> None:
                 print(d.line())
                 out["bootstrap_vs_first"].append({**d.__dict__, "diff": d.diff})
         out["metrics_vs_first"] = paired_metric_bootstrap(results, pairs, n=args.bootstrap)
-        for row in out["metrics_vs_first"]:
-            print(f"{row['a']} - {row['b']}: {row['metric']:>4} {row['diff']:+.4f} [{row['low']:+.4f}, "
-                  f"{row['high']:+.4f}], frames above {row['frames_a_above']:.2f}")
+        _print_metric_rows(out["metrics_vs_first"])
+        if args.pool:  # the runs after the PALDM as replicates of one recipe: its pooled gain over the PALDM
+            from ivfusion.evaluation.bootstrap import pool_runs
+
+            pooled = pool_runs(results, 0, [i for i, _ in pairs], args.pool)
+            out["pooled_vs_first"] = [] if args.metrics_only else [
+                {**d.__dict__, "diff": d.diff}
+                for labels in ("fused", "union")
+                for d in bootstrap_pairs(pooled, ds.folder, list(ds.stems), [(1, 0)], labels=labels,
+                                         n=args.bootstrap)]
+            for d in out["pooled_vs_first"]:
+                print(f"pooled: labels={d['labels']:<5} {d['a']} {d['map_a']:.3f} vs {d['map_b']:.3f}: diff "
+                      f"{d['diff']:+.3f}  90% CI [{d['low']:+.3f}, {d['high']:+.3f}]  P(A > B) = {d['p_a_above']:.2f}")
+            out["pooled_metrics_vs_first"] = paired_metric_bootstrap(pooled, [(1, 0)], n=args.bootstrap)
+            _print_metric_rows(out["pooled_metrics_vs_first"])
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
+
+
+def _print_metric_rows(rows: list[dict]) -> None:
+    for row in rows:
+        print(f"{row['a']} - {row['b']}: {row['metric']:>4} {row['diff']:+.4f} [{row['low']:+.4f}, "
+              f"{row['high']:+.4f}], frames above {row['frames_a_above']:.2f}")
 
 
 def _teacher_methods(args) -> list:
@@ -318,6 +339,9 @@ def main() -> int:
                         "(the visual preference)")
     m.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="noise seeds: one evaluation each; the bootstrap pools them per frame")
+    m.add_argument("--pool", metavar="NAME",
+                   help="with --bootstrap: the runs after the PALDM are independent runs of one recipe; also report "
+                        "their pooled gain over the PALDM (one preference, one PALDM code)")
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
     sp = sub.add_parser("speed")

@@ -398,6 +398,32 @@ def test_paired_bootstrap_pools_replicates_per_image(tmp_path):
         bootstrap_pairs([all_found, renamed], folder, stems, [(1, 0)], n=5, progress=False)
 
 
+def test_pooled_runs_are_replicates_against_the_shared_base(tmp_path):
+    """Two runs of one recipe, one finding every person and one none, pool to the recipe's mAP over both runs;
+    the base is the same in every replicate."""
+    from ivfusion.data.pairs import PairsFolder
+    from ivfusion.detection.yolo import Detection
+    from ivfusion.evaluation.bootstrap import bootstrap_pairs, pool_runs
+    from ivfusion.evaluation.runner import EvalResult, MethodResult
+
+    from tests.unit.tiny_data import write_tiny_pairs
+
+    folder = PairsFolder(write_tiny_pairs(tmp_path / "d", labels=True))  # one person per frame
+    stems = ["s0", "s1", "s2"]
+    hit = Detection(18.0, 12.0, 34.0, 28.0, 0.9, 0, "person")
+    base = MethodResult("base", "ours", stems=stems, detections={s: [hit] if s == "s0" else [] for s in stems})
+    good = MethodResult("run_a", "ours", stems=stems, detections={s: [hit] for s in stems})
+    bad = MethodResult("run_b", "ours", stems=stems, detections={s: [] for s in stems})
+    seed = EvalResult("tiny", "all", 3, (), [base, good, bad], ("fused",))
+    pooled = pool_runs([seed, seed], 0, [1, 2], "recipe")
+    assert len(pooled) == 4 and {tuple(m.name for m in r.methods) for r in pooled} == {("base", "recipe")}
+    (d,) = bootstrap_pairs(pooled, folder, stems, [(1, 0)], n=50, progress=False)
+    assert d.map_a == pytest.approx(51 / 101) and d.map_b == pytest.approx(34 / 101)  # recall 1/2 and 1/3
+    assert seed.methods[1].name == "run_a"  # the evaluation itself is left as it was
+    with pytest.raises(ValueError, match="at least two runs"):
+        pool_runs(seed, 0, [0, 1], "recipe")
+
+
 def test_paired_metric_bootstrap_separates_a_consistent_shift_from_noise():
     from ivfusion.evaluation.bootstrap import paired_metric_bootstrap
     from ivfusion.evaluation.runner import EvalResult, MethodResult

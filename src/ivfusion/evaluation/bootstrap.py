@@ -13,7 +13,7 @@ each image.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm import tqdm
@@ -64,6 +64,23 @@ def replicates(result: EvalResult | Sequence[EvalResult]) -> list[EvalResult]:
             raise ValueError(f"replicates must hold the same methods in the same order: {names} vs "
                              f"{[m.name for m in r.methods]}")
     return results
+
+
+def pool_runs(result: EvalResult | Sequence[EvalResult], base: int, runs: Sequence[int],
+              name: str) -> list[EvalResult]:
+    """Independent training runs of one recipe (another PALDM or reward seed taken through the same steps) as
+    replicates of one method against ``base``: each evaluation becomes one two-method replicate (``base``, run) per
+    run, with the run renamed ``name``. The bootstrap then asks whether the recipe, not one lucky run, is above
+    ``base``; ``base`` counts once per replicate, which leaves its mAP unchanged. In the replicates, method 0 is ``base`` and
+    method 1 the run."""
+    if len(runs) < 2 or base in runs:
+        raise ValueError(f"pool at least two runs other than the base {base}: got {list(runs)}")
+    out = []
+    for r in replicates(result):
+        for j in runs:
+            run = replace(r.methods[j], name=name)
+            out.append(replace(r, methods=[r.methods[base], run]))
+    return out
 
 
 def bootstrap_pairs(result: EvalResult | Sequence[EvalResult], folder, stems: list[str],
