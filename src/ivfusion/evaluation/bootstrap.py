@@ -71,8 +71,8 @@ def pool_runs(result: EvalResult | Sequence[EvalResult], base: int, runs: Sequen
     """Independent training runs of one recipe (another PALDM or reward seed taken through the same steps) as
     replicates of one method against ``base``: each evaluation becomes one two-method replicate (``base``, run) per
     run, with the run renamed ``name``. The bootstrap then asks whether the recipe, not one lucky run, is above
-    ``base``; ``base`` counts once per replicate, which leaves its mAP unchanged. In the replicates, method 0 is ``base`` and
-    method 1 the run."""
+    ``base``; ``base`` counts once per replicate, which leaves its mAP unchanged. In the replicates, method 0 is
+    ``base`` and method 1 the run."""
     if len(runs) < 2 or base in runs:
         raise ValueError(f"pool at least two runs other than the base {base}: got {list(runs)}")
     out = []
