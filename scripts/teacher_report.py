@@ -182,26 +182,27 @@ def cmd_map(args) -> None:
             for labels in ("fused", "union")}
         out["bootstrap_vs_first"] = []
         for k in range(len(pairs) if by_labels else 0):
-            for d in (by_labels["fused"][k], by_labels["union"][k]):
-                print(d.line())
-                out["bootstrap_vs_first"].append({**d.__dict__, "diff": d.diff})
+            out["bootstrap_vs_first"] += _report_differences([by_labels["fused"][k], by_labels["union"][k]])
         out["metrics_vs_first"] = paired_metric_bootstrap(results, pairs, n=args.bootstrap)
         _print_metric_rows(out["metrics_vs_first"])
         if args.pool:  # the runs after the PALDM as replicates of one recipe: its pooled gain over the PALDM
             from ivfusion.evaluation.bootstrap import pool_runs
 
             pooled = pool_runs(results, 0, [i for i, _ in pairs], args.pool)
-            out["pooled_vs_first"] = [] if args.metrics_only else [
-                {**d.__dict__, "diff": d.diff}
-                for labels in ("fused", "union")
-                for d in bootstrap_pairs(pooled, ds.folder, list(ds.stems), [(1, 0)], labels=labels,
-                                         n=args.bootstrap)]
-            for d in out["pooled_vs_first"]:
-                print(f"pooled: labels={d['labels']:<5} {d['a']} {d['map_a']:.3f} vs {d['map_b']:.3f}: diff "
-                      f"{d['diff']:+.3f}  90% CI [{d['low']:+.3f}, {d['high']:+.3f}]  P(A > B) = {d['p_a_above']:.2f}")
+            out["pooled_vs_first"] = [] if args.metrics_only else _report_differences(
+                [d for labels in ("fused", "union")
+                 for d in bootstrap_pairs(pooled, ds.folder, list(ds.stems), [(1, 0)], labels=labels,
+                                          n=args.bootstrap)], prefix="pooled: ")
             out["pooled_metrics_vs_first"] = paired_metric_bootstrap(pooled, [(1, 0)], n=args.bootstrap)
             _print_metric_rows(out["pooled_metrics_vs_first"])
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
+
+
+def _report_differences(diffs: list, prefix: str = "") -> list[dict]:
+    """Print each mAP bootstrap result and return it as JSON rows."""
+    for d in diffs:
+        print(prefix + d.line())
+    return [{**d.__dict__, "diff": d.diff} for d in diffs]
 
 
 def _print_metric_rows(rows: list[dict]) -> None:
