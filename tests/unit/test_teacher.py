@@ -615,6 +615,47 @@ def test_residual_distillation_targets_the_students_own_output_plus_the_teachers
     assert [r["step"] for r in log] == [1, 2, 3] and log[2]["kd"] > 0.0
 
 
+def test_residual_target_per_preset_teaches_only_the_named_presets():
+    from ivfusion.teacher.distill import residual_gains, teacher_target
+
+    names = ["detection", "visual"]
+    assert residual_gains(2.0, names, residual=True) == {"detection": 2.0, "visual": 2.0}
+    assert residual_gains({"visual": 1.0}, names, residual=True) == {"detection": 0.0, "visual": 1.0}
+    for bad, residual in (({"visual": 1.0}, False), ({"balanced": 1.0}, True), ({"visual": 0.0}, True)):
+        with pytest.raises(ConfigError, match="residual_gain"):
+            residual_gains(bad, names, residual=residual)
+    # a cache of one taught preset (visual): teacher 110, reference 100 everywhere
+    teacher = torch.full((3, 1, 1, 2, 2), 110, dtype=torch.uint8)
+    reference = torch.full((3, 1, 1, 2, 2), 100, dtype=torch.uint8)
+    idx, k = torch.tensor([0, 2]), torch.tensor([0, 1])  # a detection crop, then a visual one
+    column, gain = torch.tensor([-1, 0])[k], torch.tensor([0.0, 2.0])[k]
+    y = teacher_target(teacher, reference, idx, column, gain)
+    assert torch.equal(y[0], torch.zeros(1, 2, 2))  # untaught: the starting student is the target
+    assert torch.allclose(y[1], torch.full((1, 2, 2), 2 * 10 / 255))
+    assert torch.allclose(teacher_target(teacher, None, idx, torch.tensor([0, 0]), gain), torch.full_like(y, 110 / 255))
+
+
+def test_residual_distillation_into_one_preset_caches_only_that_presets_teacher(tmp_path):
+    from safetensors import safe_open
+
+    from ivfusion.teacher.distill import train_distill
+
+    _tiny_teacher_and_student(tmp_path, ("detection", "visual"))
+    torch.manual_seed(1)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "tuned")
+    cfg = {"output_dir": str(tmp_path / "distill"), "teacher": str(tmp_path / "tuned"),
+           "reference": str(tmp_path / "teacher"), "student_init": str(tmp_path / "student"),
+           "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 32, "crops_per_image": 1, "steps": 2},
+           "presets": {"detection": {"t0": 0.8}, "visual": {"t0": 0.0}},
+           "train": {"seed": 3, "steps": 2, "batch_size": 2, "lr": 1e-3, "warmup": 1, "log_every": 1,
+                     "checkpoint_every": 2, "threads": 1},
+           "loss": {"fusion": 0.2, "residual_gain": {"visual": 1.0}}}
+    train_distill(cfg, progress=False)
+    for name in ("teacher_cache", "reference_cache"):
+        with safe_open(str(tmp_path / "distill" / f"{name}.safetensors"), "pt") as f:
+            assert f.metadata()["presets"] == "visual" and f.get_slice("teacher").get_shape()[1] == 1
+
+
 def test_balanced_pick_shares_a_batch_between_oracles_and_is_the_plain_draw_for_one():
     from ivfusion.teacher.train import balanced_pick
 

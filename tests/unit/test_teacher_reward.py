@@ -226,11 +226,61 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
         prepare_preferences(cfg, PALDM.from_pretrained(tmp_path / "paldm"), progress=False)
 
 
-def _bundle_script():
-    """scripts/teacher_gpu_bundle.py as a module (scripts are not a package)."""
+def test_joined_proposal_caches_are_what_sampling_both_proposals_makes(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    """scripts/teacher_join_proposals.py: two single-proposal runs' caches joined are the two-proposal run's cache,
+    so that run samples nothing; a source made from other weights is refused."""
+    import shutil
+
+    from ivfusion.teacher import idpo
+    from ivfusion.teacher.train import prepare_preferences
+
+    write_tiny_pairs(tmp_path / "data", labels=True)
+    PALDM.from_config(TINY).save_pretrained(tmp_path / "paldm")
+    tuned = PALDM.from_pretrained(tmp_path / "paldm")
+    torch.nn.init.normal_(tuned.pref_proj.weight, std=0.5)
+    tuned.save_pretrained(tmp_path / "tuned")
+    a, b = {"model": str(tmp_path / "paldm")}, {"model": str(tmp_path / "tuned"), "preference": "visual"}
+
+    def config(name: str, proposals: list[dict]) -> dict:
+        return {"output_dir": str(tmp_path / name), "init_from": str(tmp_path / "paldm"),
+                "data": {"sources": [{"name": str(tmp_path / "data")}], "patch": 48, "candidate_steps": 2,
+                         "candidate_codes": [4], "instances": "scenes", "held_out": 0.1, "text_encoder": "hash",
+                         "cache_dir": str(tmp_path), "proposals": proposals},
+                "oracles": {"visual": {"metrics": ["MI", "SSIM"], "min_margin": 0.0, "candidates": [0, 1]}},
+                "train": {"seed": 3}}
+
+    paldm = PALDM.from_pretrained(tmp_path / "paldm")
+    both = prepare_preferences(config("both", [a, b]), paldm, progress=False)["candidates"]  # sampled: the truth
+    for name, p in (("only_a", a), ("only_b", b)):
+        prepare_preferences(config(name, [p]), paldm, progress=False)
+    joined = config("joined", [a, b])
+    (tmp_path / "joined.yaml").write_text(yaml.safe_dump(joined))
+    (tmp_path / "joined" / "preferences").mkdir(parents=True)
+    shutil.copy(tmp_path / "only_a" / "preferences" / "candidates.safetensors", tmp_path / "joined" / "preferences")
+    script = _script("teacher_join_proposals")
+    only_a, only_b = tmp_path / "only_a" / "preferences", tmp_path / "only_b" / "preferences"
+    script.join(tmp_path / "joined.yaml", [only_a, only_b])
+    with monkeypatch.context() as m:
+        m.setattr(idpo, "generate_candidates", lambda *a, **k: pytest.fail("the joined cache was not a hit"))
+        got = prepare_preferences(joined, paldm, progress=False)["candidates"]
+    assert got.shape == both.shape and np.array_equal(got, both)
+    with pytest.raises(ConfigError, match="not the samples"):  # B's samples offered as A's
+        script.join(tmp_path / "joined.yaml", [only_b, only_a])
+    with pytest.raises(ConfigError, match="one folder per proposal"):
+        script.join(tmp_path / "joined.yaml", [only_a])
+
+
+def _script(name: str):
+    """scripts/<name>.py as a module (scripts are not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "scripts" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script
+
+
+def _bundle_script():
+    """scripts/teacher_gpu_bundle.py as a module."""
+    return _script("teacher_gpu_bundle")

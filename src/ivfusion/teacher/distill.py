@@ -123,6 +123,37 @@ def targets_mask(targets: torch.Tensor, size: int) -> torch.Tensor:
     return mask
 
 
+def residual_gains(value: float | dict[str, float], names: list[str], *, residual: bool) -> dict[str, float]:
+    """``loss.residual_gain`` per distilled preset. A number applies to every preset; a mapping names the presets
+    the teacher's change is taught to, and the others (gain 0) keep their starting output as the target, so a
+    teacher tuned for one preference can be distilled into that preset while the rest are held where they are."""
+    if not isinstance(value, dict):
+        return {n: float(value) for n in names}
+    if not residual:
+        raise ConfigError("loss.residual_gain per preset needs residual mode (reference:); without it the target "
+                          "is the teacher's own output for every preset")
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ConfigError(f"loss.residual_gain names presets that are not distilled: {unknown} (presets: {names})")
+    gains = {n: float(value.get(n, 0.0)) for n in names}
+    if not any(gains.values()):
+        raise ConfigError("loss.residual_gain is 0 for every preset: nothing would be learnt from the teacher")
+    return gains
+
+
+def teacher_target(teacher: torch.Tensor, reference: torch.Tensor | None, idx: torch.Tensor, column: torch.Tensor,
+                   gain: torch.Tensor) -> torch.Tensor:
+    """The distillation target of crops ``idx`` in [0, 1]: the teacher's sample (copy mode), or its change over
+    the reference times the preset's gain (residual mode; zero where ``column`` is -1, an untaught preset)."""
+    taught = column >= 0
+    col = column.clamp(min=0)
+    y = teacher[idx, col].float()
+    if reference is None:
+        return y.div(255)
+    change = y.sub(reference[idx, col].float()).div(255)
+    return change * (gain * taught).view(-1, *([1] * (change.dim() - 1)))
+
+
 def _detector_regulariser(lcfg: dict[str, Any], names: list[str], device: torch.device):
     """The detector-aware loss the student was trained with (``loss.detector``), or None when its weight is 0."""
     from ivfusion.training.detector_loss import DetectorLoss, DetectorLossConfig
@@ -164,8 +195,11 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     images, resolved = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
     patch = int(dcfg.get("patch", 128))
 
+    gains = residual_gains(lcfg.get("residual_gain", 1.0), names, residual=bool(cfg.get("reference")))
+    taught = [n for n in names if gains[n] != 0]  # presets whose teacher samples are needed (cached)
+
     def outputs_of(model_dir: str, file: str) -> dict[str, torch.Tensor]:
-        return cache_teacher_outputs(model_dir, images, embeddings, patch=patch,
+        return cache_teacher_outputs(model_dir, images, {n: embeddings[n] for n in taught}, patch=patch,
                                      crops_per_image=int(dcfg.get("crops_per_image", 2)),
                                      steps=int(dcfg.get("steps", 8)), seed=seed,
                                      out_file=Path(cfg["output_dir"]) / file, progress=progress, device=device)
@@ -177,7 +211,9 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     det_loss = _detector_regulariser(lcfg, names, device)
     cache = outputs_of(cfg["teacher"], "teacher_cache.safetensors")
     base = ref_y = None
-    gain = float(lcfg.get("residual_gain", 1.0))
+    # preset index -> its column in the caches (-1: not taught, the residual target is the starting student)
+    column = torch.tensor([taught.index(n) if n in taught else -1 for n in names])
+    gain = torch.tensor([gains[n] for n in names])
     if cfg.get("reference"):  # residual mode: same crops, noise and presets through the teacher before IDPO
         ref = outputs_of(cfg["reference"], "reference_cache.safetensors")
         if not torch.equal(ref["thermal"], cache["thermal"]):
@@ -198,8 +234,7 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
         k = torch.randint(0, len(names), (batch_size,), generator=g)
         t = cache["thermal"][idx].float().div(255)
         rgb = cache["rgb"][idx].float().div(255)
-        y_t = cache["teacher"][idx, k].float()
-        y_t = y_t.div(255) if ref_y is None else y_t.sub(ref_y[idx, k].float()).div(255) * gain
+        y_t = teacher_target(cache["teacher"], ref_y, idx, column[k], gain[k])
         flip = bool(torch.rand((), generator=g) < 0.5)
         if flip:
             t, rgb, y_t = t.flip(-1), rgb.flip(-1), y_t.flip(-1)

@@ -172,8 +172,6 @@ def load_instances(dcfg: dict[str, Any]) -> tuple[list, list, int]:
 
 def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True) -> dict[str, Any]:
     """Instances, PALDM candidates and oracle pairs, cached under ``<output_dir>/preferences`` (built once)."""
-    from dataclasses import astuple
-
     from ivfusion.teacher.data import fingerprint, is_held_out, keyed_cache
     from ivfusion.teacher.idpo import generate_candidates, preference_pairs
 
@@ -191,9 +189,7 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     codes = None if codes is None else [int(c) for c in codes]
     if codes is not None and "text" in (cfg.get("oracles") or {}):
         raise ConfigError("data.candidate_codes: the text oracle ranks all nine property codes; drop one of them")
-    extra = {} if codes is None else {"codes": codes}  # keeps the keys of caches built before the option
-    cand_key = fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
-                           steps=steps, seed=seed, **extra)
+    cand_key = candidates_key(cfg, instances, patch)
     candidates = keyed_cache(cand_file, cand_key, lambda: {"candidates": torch.from_numpy(generate_candidates(
         model, images, instances, patch, seed=seed, steps=steps, codes=codes, progress=progress))})["candidates"].numpy()
     if dcfg.get("proposals"):  # other teachers' samples after the codes, same noise (IDPO v7)
@@ -216,6 +212,26 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     for p in pairs:
         p["held_out"] = is_held_out(instances[p["instance"]].key, held)
     return {"images": images, "instances": instances, "candidates": candidates, "pairs": pairs, "patch": patch}
+
+
+def candidates_key(cfg: dict[str, Any], instances: list, patch: int) -> str:
+    """The fingerprint of PALDM's candidates for a teacher config: the model, the windows, the noise and the codes."""
+    from dataclasses import astuple
+
+    from ivfusion.teacher.data import fingerprint
+
+    dcfg = cfg["data"]
+    codes = dcfg.get("candidate_codes")
+    extra = {} if codes is None else {"codes": [int(c) for c in codes]}  # keeps the keys of caches built before it
+    return fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
+                       steps=int(dcfg.get("candidate_steps", 10)), seed=int(cfg["train"].get("seed", 0)), **extra)
+
+
+def proposals_key(proposals: list[dict], cand_key: str) -> str:
+    """The fingerprint of ``data.proposals``' samples (the models' weights, their preferences, the candidates')."""
+    from ivfusion.teacher.data import fingerprint
+
+    return fingerprint(*[Path(p["model"]) for p in proposals], candidates=cand_key, proposals=proposals)
 
 
 def _with_refined(refine_cfg: list[dict], images, instances, candidates: np.ndarray, cand_key: str, patch: int,
@@ -256,7 +272,7 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
     does differently, and that is a rule the policy can represent, where a per-window search's edit was not
     (docs/teacher.md, IDPO v6/v7)."""
     from ivfusion.fusion.preference import PRESETS
-    from ivfusion.teacher.data import fingerprint, keyed_cache
+    from ivfusion.teacher.data import keyed_cache
     from ivfusion.teacher.idpo import generate_candidates
     from ivfusion.teacher.properties import STANDARD
 
@@ -265,7 +281,7 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
     if unknown or any("model" not in p for p in proposals):
         raise ConfigError("data.proposals: each needs model: DIR and an optional preset preference "
                           f"({', '.join(PRESETS)}); got {proposals}")
-    key = fingerprint(*[Path(p["model"]) for p in proposals], candidates=cand_key, proposals=proposals)
+    key = proposals_key(proposals, cand_key)
 
     def build() -> dict[str, torch.Tensor]:
         out, embeddings = [], proposal_embeddings(cache, proposals, dcfg, text_dim)
