@@ -168,7 +168,7 @@ def cmd_map(args) -> None:
         raise SystemExit("--pool compares runs of one recipe with one PALDM: give one --preferences, one --codes "
                          "and --bootstrap")
     ds = open_dataset("msrs", split="all", limit=args.limit)
-    methods = _teacher_methods(args)  # models and preset embeddings loaded once, for every seed
+    methods, groups = _teacher_methods(args)  # models and preset embeddings loaded once, for every seed
     # one evaluation per noise seed: the same methods, the same frames, another draw of the sampler's noise
     results = [evaluate(ds, [m.reseeded(s) for m in methods], metrics=True, detection=True) for s in args.seeds]
     out = summary(results[0]) if len(results) == 1 else {
@@ -195,6 +195,14 @@ def cmd_map(args) -> None:
                                           n=args.bootstrap)], prefix="pooled: ")
             out["pooled_metrics_vs_first"] = paired_metric_bootstrap(pooled, [(1, 0)], n=args.bootstrap)
             _print_metric_rows(out["pooled_metrics_vs_first"])
+        switch = [(i, g[0]) for g in groups for i in g[1:]]
+        if switch:  # the preference switch: each run's other preferences against its first, same frames and noise
+            out["switch_metrics"] = paired_metric_bootstrap(results, switch, n=args.bootstrap)
+            _print_metric_rows(out["switch_metrics"])
+            out["switch_map"] = [] if args.metrics_only else _report_differences(
+                [d for labels in ("fused", "union")
+                 for d in bootstrap_pairs(results, ds.folder, list(ds.stems), switch, labels=labels,
+                                          n=args.bootstrap)], prefix="switch: ")
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
 
 
@@ -211,34 +219,39 @@ def _print_metric_rows(rows: list[dict]) -> None:
               f"{row['high']:+.4f}], frames above {row['frames_a_above']:.2f}")
 
 
-def _teacher_methods(args) -> list:
+def _teacher_methods(args) -> tuple[list, list[list[int]]]:
     """PALDM (``--paldm``, per ``--codes``) and each ``--pcldm`` / cross-fitted ``--pcldm-folds`` run per
-    ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by name)."""
+    ``--guidance`` and ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by
+    name); and the switch groups: per run and guidance, its methods' indices in ``--preferences`` order."""
     from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod, preset_embeddings, run_name
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES
 
-    methods = []
+    methods, groups = [], []
     if args.paldm:
         paldm = PALDM.from_pretrained(args.paldm)
         methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
     emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
-    suffix = "" if args.guidance == 1.0 else f" (guidance {args.guidance:g})"
+
+    def add(make) -> None:  # make(preference, guidance, suffix) -> one method; one group per guidance
+        for w in args.guidance:
+            suffix = "" if w == 1.0 else f" (guidance {w:g})"
+            groups.append(list(range(len(methods), len(methods) + len(args.preferences))))
+            methods.extend(make(p, w, suffix) for p in args.preferences)
+
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        methods += [TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=args.guidance)
-                    for p in args.preferences]
+        add(lambda p, w, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=w))
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
-        methods += [CrossFitted([TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps,
-                                               guidance=args.guidance)
-                                 for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)")
-                    for p in args.preferences]
+        add(lambda p, w, suffix, folds=folds, run=run: CrossFitted(
+            [TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w)
+             for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)"))
     names = [m.name for m in methods]
     if len(set(names)) < len(names):
         raise SystemExit(f"two methods would share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
-    return methods
+    return methods, groups
 
 
 def cmd_frames(args) -> None:
@@ -249,7 +262,7 @@ def cmd_frames(args) -> None:
     from ivfusion.evaluation.datasets import open_dataset
     from ivfusion.teacher.evaluate import _label
 
-    ds, methods = open_dataset("msrs", split="all"), _teacher_methods(args)
+    ds, (methods, _) = open_dataset("msrs", split="all"), _teacher_methods(args)
     detector, rows = Detector(DetectorConfig()), []
     for stem in args.stems:
         sample = ds.folder.load(stem)
@@ -331,8 +344,9 @@ def main() -> int:
         q.add_argument("--codes", type=int, nargs="+", default=[4], help="PALDM property codes (0-8; 4 = standard)")
         q.add_argument("--preferences", nargs="+", default=["detection", "visual"])
         q.add_argument("--steps", type=int, default=5)
-        q.add_argument("--guidance", type=float, default=1.0,
-                       help="classifier-free guidance on the preference for the PCLDM methods (1 = none)")
+        q.add_argument("--guidance", type=float, nargs="+", default=[1.0],
+                       help="classifier-free guidance on the preference for the PCLDM methods (1 = none); "
+                            "several: each PCLDM run once per value")
     m.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
     m.add_argument("--metrics-only", action="store_true",
