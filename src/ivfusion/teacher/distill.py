@@ -195,8 +195,10 @@ def train_distill(cfg: dict[str, Any], *, resume: bool = True, progress: bool = 
     images, resolved = load_images(dcfg["sources"], int(dcfg.get("max_side", 800)))
     patch = int(dcfg.get("patch", 128))
 
-    gains = residual_gains(lcfg.get("residual_gain", 1.0), names, residual=bool(cfg.get("reference")))
-    taught = [n for n in names if gains[n] != 0]  # presets whose teacher samples are needed (cached)
+    raw_gain = lcfg.get("residual_gain", 1.0)
+    gains = residual_gains(raw_gain, names, residual=bool(cfg.get("reference")))
+    # presets whose teacher samples are cached: those a per-preset gain names (a single number: every preset)
+    taught = [n for n in names if gains[n] != 0] if isinstance(raw_gain, dict) else names
 
     def outputs_of(model_dir: str, file: str) -> dict[str, torch.Tensor]:
         return cache_teacher_outputs(model_dir, images, {n: embeddings[n] for n in taught}, patch=patch,
