@@ -19,9 +19,14 @@ import torch
 
 from ivfusion.errors import ConfigError
 from ivfusion.teacher.data import load_keyed, save_keyed
-from ivfusion.teacher.train import IDPO_SECTIONS, candidates_key, load_config, load_instances, proposals_key
-
-PROPOSALS = "proposals.safetensors"
+from ivfusion.teacher.train import (
+    IDPO_SECTIONS,
+    PROPOSALS_FILE,
+    candidates_key,
+    load_config,
+    load_instances,
+    proposals_key,
+)
 
 
 def join(config: Path, sources: list[Path]) -> Path:
@@ -34,12 +39,12 @@ def join(config: Path, sources: list[Path]) -> Path:
     cand_key = candidates_key(cfg, instances, patch)
     parts = []
     for p, src in zip(proposals, sources):
-        cached = load_keyed(src / PROPOSALS, proposals_key([p], cand_key))
+        cached = load_keyed(src / PROPOSALS_FILE, proposals_key([p], cand_key))
         if cached is None:
-            raise ConfigError(f"{src / PROPOSALS}: not the samples of {p} on {config}'s candidates (key differs or "
-                              "file missing)")
+            raise ConfigError(f"{src / PROPOSALS_FILE}: not the samples of {p} on {config}'s candidates (key "
+                              "differs or file missing)")
         parts.append(cached["proposals"])
-    out = Path(cfg["output_dir"]) / "preferences" / PROPOSALS
+    out = Path(cfg["output_dir"]) / "preferences" / PROPOSALS_FILE
     save_keyed({"proposals": torch.cat(parts, dim=1)}, out, proposals_key(proposals, cand_key))
     return out
 

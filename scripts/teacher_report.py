@@ -189,21 +189,26 @@ def cmd_map(args) -> None:
             from ivfusion.evaluation.bootstrap import pool_runs
 
             pooled = pool_runs(results, 0, [i for i, _ in pairs], args.pool)
-            out["pooled_vs_first"] = [] if args.metrics_only else _report_differences(
-                [d for labels in ("fused", "union")
-                 for d in bootstrap_pairs(pooled, ds.folder, list(ds.stems), [(1, 0)], labels=labels,
-                                          n=args.bootstrap)], prefix="pooled: ")
+            out["pooled_vs_first"] = [] if args.metrics_only else _map_differences(
+                pooled, ds, [(1, 0)], args.bootstrap, prefix="pooled: ")
             out["pooled_metrics_vs_first"] = paired_metric_bootstrap(pooled, [(1, 0)], n=args.bootstrap)
             _print_metric_rows(out["pooled_metrics_vs_first"])
         switch = [(i, g[0]) for g in groups for i in g[1:]]
         if switch:  # the preference switch: each run's other preferences against its first, same frames and noise
             out["switch_metrics"] = paired_metric_bootstrap(results, switch, n=args.bootstrap)
             _print_metric_rows(out["switch_metrics"])
-            out["switch_map"] = [] if args.metrics_only else _report_differences(
-                [d for labels in ("fused", "union")
-                 for d in bootstrap_pairs(results, ds.folder, list(ds.stems), switch, labels=labels,
-                                          n=args.bootstrap)], prefix="switch: ")
+            out["switch_map"] = [] if args.metrics_only else _map_differences(
+                results, ds, switch, args.bootstrap, prefix="switch: ")
     save_json(out, Path(args.out) / f"msrs_map_{args.tag}.json")
+
+
+def _map_differences(results, ds, pairs: list[tuple[int, int]], n: int, prefix: str) -> list[dict]:
+    """The paired mAP@0.5 bootstrap of ``pairs`` on the fused, then the union labels, printed and as JSON rows."""
+    from ivfusion.evaluation.bootstrap import bootstrap_pairs
+
+    return _report_differences([d for labels in ("fused", "union")
+                                for d in bootstrap_pairs(results, ds.folder, list(ds.stems), pairs, labels=labels,
+                                                         n=n)], prefix=prefix)
 
 
 def _report_differences(diffs: list, prefix: str = "") -> list[dict]:

@@ -294,10 +294,11 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
                                            desc=f"proposals of {p['model']}"))
         return {"proposals": torch.from_numpy(np.concatenate(out, axis=1))}
 
-    extra = keyed_cache(cache / "proposals.safetensors", key, build)["proposals"].numpy()
+    extra = keyed_cache(cache / PROPOSALS_FILE, key, build)["proposals"].numpy()
     return np.concatenate([candidates, extra], axis=1), key
 
 
+PROPOSALS_FILE = "proposals.safetensors"  # data.proposals' samples, in the preference cache
 PROPOSAL_TEXTS = "proposal_texts.safetensors"  # the proposals' preset embeddings, in the preference cache
 
 
