@@ -227,32 +227,44 @@ def _print_metric_rows(rows: list[dict]) -> None:
 def _teacher_methods(args) -> tuple[list, list[list[int]]]:
     """PALDM (``--paldm``, per ``--codes``) and each ``--pcldm`` / cross-fitted ``--pcldm-folds`` run per
     ``--guidance`` and ``--preferences``, as ``ivfusion eval`` methods with unique names (the summary is keyed by
-    name); and the switch groups: per run and guidance, its methods' indices in ``--preferences`` order."""
-    from ivfusion.teacher.evaluate import CrossFitted, TeacherMethod, preset_embeddings, run_name
+    name); and the switch groups: per run and guidance, its methods' indices in ``--preferences`` order. With
+    ``--frame-cache`` each method's frames are kept on disk under a key of its weights and settings."""
+    from ivfusion.fusion.preference import PRESETS
+    from ivfusion.teacher.data import fingerprint
+    from ivfusion.teacher.evaluate import CachedFrames, CrossFitted, TeacherMethod, preset_embeddings, run_name
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES
 
     methods, groups = [], []
+
+    def cached(method, dirs: list[str], **settings):  # the key: weights, settings, dataset; the seed names the folder
+        cache = getattr(args, "frame_cache", None)
+        return method if not cache else CachedFrames(method, Path(cache), fingerprint(
+            *dirs, dataset="msrs", steps=args.steps, kind=type(method).__name__, **settings))
+
     if args.paldm:
         paldm = PALDM.from_pretrained(args.paldm)
-        methods += [TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps) for c in args.codes]
+        methods += [cached(TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps), [args.paldm],
+                           code=c) for c in args.codes]
     emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
 
-    def add(make) -> None:  # make(preference, guidance, suffix) -> one method; one group per guidance
+    def add(make, dirs: list[str]) -> None:  # make(preference, guidance, suffix) -> one method; a group per guidance
         for w in args.guidance:
             suffix = "" if w == 1.0 else f" (guidance {w:g})"
             groups.append(list(range(len(methods), len(methods) + len(args.preferences))))
-            methods.extend(make(p, w, suffix) for p in args.preferences)
+            methods.extend(cached(make(p, w, suffix), dirs, preference=[p, PRESETS[p]], guidance=w)
+                           for p in args.preferences)
 
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        add(lambda p, w, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=w))
+        add(lambda p, w, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=w),
+            [args.pcldm])
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
         add(lambda p, w, suffix, folds=folds, run=run: CrossFitted(
             [TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w)
-             for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)"))
+             for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)"), dirs)
     names = [m.name for m in methods]
     if len(set(names)) < len(names):
         raise SystemExit(f"two methods would share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
@@ -364,6 +376,9 @@ def main() -> int:
                         "their pooled gain over the PALDM (one preference, one PALDM code)")
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
+    m.add_argument("--frame-cache", default="outputs/teacher/frames", metavar="DIR",
+                   help="keep every method's fused frames here, keyed by its weights and settings, and read them "
+                        "back in later runs ('' = off)")
     sp = sub.add_parser("speed")
     sp.add_argument("--model", required=True)
     sp.add_argument("--steps-list", type=int, nargs="+", default=[1, 8])

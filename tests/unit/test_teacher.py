@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -415,6 +416,40 @@ def test_folds_partition_the_images_and_cross_fitting_fuses_each_frame_with_the_
     for k in keys:
         sample = PairSample(k.split("/")[1], np.zeros((2, 2), np.uint8), np.zeros((2, 2, 3), np.uint8))
         assert crossfit.fuse(sample)[0, 0, 0] == fold_of(k, 2)
+
+
+def test_cached_frames_are_sampled_once_per_key_and_seed_and_read_back_byte_identical(tmp_path):
+    from ivfusion.data.pairs import PairSample
+    from ivfusion.teacher.evaluate import CachedFrames
+
+    @dataclass
+    class Noisy:  # a sampler: its output depends on the seed; counts its calls
+        seed: int = 0
+        name: str = "noisy"
+        kind: str = "ours"
+        calls: list = field(default_factory=list)
+
+        def fuse(self, sample: PairSample) -> np.ndarray:
+            self.calls.append((sample.stem, self.seed))
+            return np.random.default_rng(self.seed).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+
+        def reseeded(self, seed: int):
+            return replace(self, seed=seed)
+
+    sample = PairSample("00001N", np.zeros((6, 8), np.uint8), np.zeros((6, 8, 3), np.uint8))
+    inner = Noisy()
+    method = CachedFrames(inner, tmp_path, key="a" * 64)
+    first = method.fuse(sample)
+    again = method.fuse(sample)
+    assert np.array_equal(first, again) and inner.calls == [("00001N", 0)]  # the second came from disk
+    assert [p.name for p in method.folder.iterdir()] == ["00001N.png"]  # no temporary file left behind
+    other_seed = method.reseeded(1)
+    assert other_seed.folder != method.folder and not np.array_equal(other_seed.fuse(sample), first)
+    assert other_seed.method.calls == [("00001N", 0), ("00001N", 1)]  # the shared list: one more call, seed 1
+    other_key = CachedFrames(Noisy(), tmp_path, key="b" * 64)
+    other_key.fuse(sample)
+    assert other_key.method.calls == [("00001N", 0)] and other_key.folder != method.folder
+    assert method.name == "noisy" and method.kind == "ours"
 
 
 # -------------------------------------------------------------------------------------- training loops

@@ -190,9 +190,56 @@ class CrossFitted:
     def fuse(self, sample: PairSample) -> np.ndarray:
         return self.methods[fold_of(f"{self.dataset}/{sample.stem}", len(self.methods))].fuse(sample)
 
+    @property
+    def seed(self) -> int:
+        return self.methods[0].seed
+
     def reseeded(self, seed: int) -> CrossFitted:
         """Every fold's method sampling from noise ``seed``."""
         return replace(self, methods=[m.reseeded(seed) for m in self.methods])
+
+
+@dataclass
+class CachedFrames:
+    """An ``ivfusion eval`` method that keeps a teacher method's fused frames on disk and reads them back.
+
+    Why: a teacher frame costs seconds of CPU and is a deterministic function of the weights, the preference, the
+    code, the DDIM steps, the guidance and the noise seed, yet every evaluation of a new run sampled PALDM's and the
+    earlier runs' frames again (about 6 s per frame and method on 2 CPU cores). ``key`` fingerprints everything but the seed
+    (:func:`ivfusion.teacher.data.fingerprint`), so changed weights or settings land in another folder; PNG is
+    lossless, so a cached frame is byte-identical to the one sampled."""
+
+    method: TeacherMethod | CrossFitted
+    root: Path
+    key: str
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    @property
+    def kind(self) -> str:
+        return self.method.kind
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.root) / f"{self.key[:24]}_s{self.method.seed}"
+
+    def fuse(self, sample: PairSample) -> np.ndarray:
+        path = self.folder / f"{sample.stem}.png"
+        if path.exists():
+            return cv2.imread(str(path), cv2.IMREAD_COLOR)
+        fused = self.method.fuse(sample)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}")  # written whole, then renamed: a killed run leaves no half frame
+        if not cv2.imwrite(str(tmp), fused, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise OSError(f"could not write {tmp}")
+        tmp.replace(path)
+        return fused
+
+    def reseeded(self, seed: int) -> CachedFrames:
+        """The wrapped method at noise ``seed``, cached in that seed's folder."""
+        return replace(self, method=self.method.reseeded(seed))
 
 
 @torch.no_grad()
