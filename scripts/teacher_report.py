@@ -246,24 +246,30 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
         paldm = PALDM.from_pretrained(args.paldm)
         methods += [cached(TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps), [args.paldm],
                            code=c) for c in args.codes]
-    emb = preset_embeddings(args.preferences) if args.pcldm or args.pcldm_folds else {}
+    neg = getattr(args, "negative", None)
+    if neg and (neg in args.preferences or all(w == 1.0 for w in args.guidance)):
+        raise SystemExit("--negative: a preference to guide away from needs a --guidance other than 1 and must not "
+                         "be one of --preferences")
+    emb = preset_embeddings([*args.preferences, *([neg] if neg else [])]) if args.pcldm or args.pcldm_folds else {}
+    away = None if not neg else emb[neg]
 
     def add(make, dirs: list[str]) -> None:  # make(preference, guidance, suffix) -> one method; a group per guidance
         for w in args.guidance:
-            suffix = "" if w == 1.0 else f" (guidance {w:g})"
+            suffix = "" if w == 1.0 else f" (guidance {w:g}{f' away from {neg}' if neg else ''})"
             groups.append(list(range(len(methods), len(methods) + len(args.preferences))))
-            methods.extend(cached(make(p, w, suffix), dirs, preference=[p, PRESETS[p]], guidance=w)
+            methods.extend(cached(make(p, w, suffix), dirs, preference=[p, PRESETS[p]], guidance=w,
+                                  **({"negative": [neg, PRESETS[neg]]} if neg and w != 1.0 else {}))
                            for p in args.preferences)
 
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        add(lambda p, w, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=w),
-            [args.pcldm])
+        add(lambda p, w, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=w,
+                                               negative=away), [args.pcldm])
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
         add(lambda p, w, suffix, folds=folds, run=run: CrossFitted(
-            [TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w)
+            [TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w, negative=away)
              for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)"), dirs)
     names = [m.name for m in methods]
     if len(set(names)) < len(names):
@@ -374,6 +380,9 @@ def main() -> int:
     m.add_argument("--pool", metavar="NAME",
                    help="with --bootstrap: the runs after the PALDM are independent runs of one recipe; also report "
                         "their pooled gain over the PALDM (one preference, one PALDM code)")
+    m.add_argument("--negative", metavar="PRESET",
+                   help="guide each preference away from this preset's embedding instead of the zero one (a "
+                        "negative prompt; needs --guidance other than 1)")
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
     m.add_argument("--frame-cache", default="outputs/teacher/frames", metavar="DIR",

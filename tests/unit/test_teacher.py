@@ -207,7 +207,7 @@ def test_preference_dropout_trains_the_zero_embedding_and_leaves_the_step_unchan
     assert step(batch, 0.999) == pytest.approx(zeroed, abs=1e-7)  # this seed drops both pairs: the zero embedding
 
 
-def test_guidance_is_plain_sampling_at_1_and_the_zero_embedding_at_0():
+def test_guidance_is_plain_sampling_at_1_and_the_zero_embedding_or_the_negative_preference_at_0():
     torch.manual_seed(0)
     model = PALDM.from_config(TINY).eval()
     t, v = _sources(b=1)
@@ -226,6 +226,19 @@ def test_guidance_is_plain_sampling_at_1_and_the_zero_embedding_at_0():
     assert (run(pref, 3.0) - zero).abs().mean() > (cond - zero).abs().mean()  # > 1: further from it than cond
     with pytest.raises(ConfigError, match="guidance needs a preference"):
         model.sample(t, v, steps=1, guidance=2.0)
+    # a negative preference replaces the zero embedding: guidance 0 gives its sample, > 1 moves away from it
+    other = torch.nn.functional.normalize(torch.randn(1, 16), dim=1)
+
+    def away(guidance):
+        return model.sample(t, v, preference=pref, steps=3, generator=torch.Generator().manual_seed(1),
+                            guidance=guidance, negative=other)
+
+    assert torch.allclose(away(1.0), cond, atol=1e-6)
+    assert torch.allclose(away(0.0), run(other, 1.0), atol=1e-5)
+    assert (away(3.0) - run(other, 1.0)).abs().mean() > (cond - run(other, 1.0)).abs().mean()
+    assert not torch.allclose(away(3.0), run(pref, 3.0), atol=1e-4)  # not the zero embedding's guidance
+    with pytest.raises(ConfigError, match="negative preference"):
+        model.sample(t, v, preference=pref, steps=1, guidance=2.0, negative=torch.zeros(1, 8))
 
 
 # ----------------------------------------------------------------------------------------------- oracles

@@ -158,15 +158,17 @@ class TeacherMethod:
     seed: int = 0
     kind: str = "ours"
     guidance: float = 1.0  # classifier-free guidance on the preference (PALDM.guided); 1 = none
+    negative: torch.Tensor | None = None  # guide away from this preference's embedding, not the zero one
 
     @torch.no_grad()
     def fuse(self, sample: PairSample) -> np.ndarray:
         ycrcb = cv2.cvtColor(sample.bgr, cv2.COLOR_BGR2YCrCb)
         dev = self.model.device
         t, y = to_tensor(sample.thermal).to(dev).unsqueeze(0), to_tensor(ycrcb[..., 0]).to(dev).unsqueeze(0)
-        pref = None if self.preference is None else self.preference.to(dev).view(1, -1)
+        pref, neg = (None if e is None else e.to(dev).view(1, -1) for e in (self.preference, self.negative))
         g = torch.Generator().manual_seed(self.seed)
-        out = self.model.sample(t, y, self.code, pref, steps=self.steps, generator=g, guidance=self.guidance)
+        out = self.model.sample(t, y, self.code, pref, steps=self.steps, generator=g, guidance=self.guidance,
+                                negative=neg)
         ycrcb[..., 0] = to_uint8(out[0])
         return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
 

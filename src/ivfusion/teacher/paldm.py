@@ -160,12 +160,13 @@ class PALDM(nn.Module):
     def sample(self, thermal: torch.Tensor, vis_y: torch.Tensor, code: torch.Tensor | int = STANDARD.index,
                preference: torch.Tensor | None = None, *, steps: int = 10, eta: float = 0.0,
                generator: torch.Generator | None = None, shared_noise: bool = False,
-               guidance: float = 1.0) -> torch.Tensor:
+               guidance: float = 1.0, negative: torch.Tensor | None = None) -> torch.Tensor:
         """DDIM: (B,1,H,W) thermal and visible luminance in [0,1] -> fused luminance (B,1,H,W) in [0,1].
 
         Any H, W: inputs are reflect-padded to ``multiple`` and the output is cropped back. ``shared_noise``:
         one initial noise for the whole batch, so candidates of one pair differ only by their conditions.
-        ``guidance``: classifier-free guidance on the preference (1 = none; see :meth:`guided`).
+        ``guidance``: classifier-free guidance on the preference (1 = none; see :meth:`guided`), away from the
+        zero embedding or from ``negative`` (another preference's embedding, same shape as ``preference``).
         """
         if steps < 1:
             raise ConfigError(f"teacher: DDIM steps must be >= 1, got {steps}")
@@ -188,24 +189,31 @@ class PALDM(nn.Module):
         z = torch.randn(shape, generator=generator, dtype=z_ir.dtype).to(thermal.device)  # same draw on CPU and GPU
         z = z.expand_as(z_ir).contiguous()
         for t in scheduler.timesteps:
-            pred = self.guided(z, t.expand(b), z_ir, z_vi, code, preference, guidance)
+            pred = self.guided(z, t.expand(b), z_ir, z_vi, code, preference, guidance, negative)
             z = scheduler.step(pred, t, z, eta=eta, generator=generator).prev_sample
         return self.from_latent(z, z_ir, z_vi)[:, :, :h, :w]
 
     def guided(self, noisy: torch.Tensor, timesteps: torch.Tensor, z_ir: torch.Tensor, z_vi: torch.Tensor,
-               code: torch.Tensor, preference: torch.Tensor | None, guidance: float = 1.0) -> torch.Tensor:
+               code: torch.Tensor, preference: torch.Tensor | None, guidance: float = 1.0,
+               negative: torch.Tensor | None = None) -> torch.Tensor:
         """The prediction, pushed ``guidance`` times as far from the unconditional one as the preference takes it.
 
         Why: one model trained on two preferences' pairs gave a blend of the two (docs/teacher.md, IDPO v9); with
         the preference dropped to the zero embedding for part of training (``train.preference_dropout``), the
         zero embedding learns that blend and ``guidance`` > 1 moves each preference away from it. The prediction
         is linear in the model output for every ``prediction_type``, so guiding it guides the DDIM step.
+
+        ``negative``: guide away from another preference instead of the zero embedding (a negative prompt). What the
+        two preferences share (IDPO v13: the grain both rewards add, which costs MI and SSIM) cancels in the
+        difference, so only what sets ``preference`` apart is amplified.
         """
+        if negative is not None and (preference is None or negative.shape != preference.shape):
+            raise ConfigError("teacher: a negative preference needs a preference of the same shape")
         if guidance == 1.0:
             return self(noisy, timesteps, z_ir, z_vi, code, preference)
+        away = torch.zeros_like(preference) if negative is None else negative
         both = self(torch.cat([noisy, noisy]), torch.cat([timesteps, timesteps]), torch.cat([z_ir, z_ir]),
-                    torch.cat([z_vi, z_vi]), torch.cat([code, code]),
-                    torch.cat([preference, torch.zeros_like(preference)]))
+                    torch.cat([z_vi, z_vi]), torch.cat([code, code]), torch.cat([preference, away]))
         cond, uncond = both.chunk(2)
         return uncond + guidance * (cond - uncond)
 
