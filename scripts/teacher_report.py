@@ -246,35 +246,50 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
         paldm = PALDM.from_pretrained(args.paldm)
         methods += [cached(TeacherMethod(paldm, f"PALDM/{ALL_CODES[c].name}", code=c, steps=args.steps), [args.paldm],
                            code=c) for c in args.codes]
-    neg = getattr(args, "negative", None)
-    if neg and (neg in args.preferences or all(w == 1.0 for w in args.guidance)):
-        raise SystemExit("--negative: a preference to guide away from needs a --guidance other than 1 and must not "
-                         "be one of --preferences")
-    emb = preset_embeddings([*args.preferences, *([neg] if neg else [])]) if args.pcldm or args.pcldm_folds else {}
-    away = None if not neg else emb[neg]
+    negative = _negatives(args)  # preference -> the preset it is guided away from (None: the zero embedding)
+    emb = preset_embeddings(sorted({*args.preferences, *filter(None, negative.values())})) \
+        if args.pcldm or args.pcldm_folds else {}
 
-    def add(make, dirs: list[str]) -> None:  # make(preference, guidance, suffix) -> one method; a group per guidance
-        for w in args.guidance:
-            suffix = "" if w == 1.0 else f" (guidance {w:g}{f' away from {neg}' if neg else ''})"
+    def add(make, dirs: list[str]) -> None:  # make(preference, guidance, negative, suffix) -> one method
+        for w in args.guidance:  # one switch group per guidance
             groups.append(list(range(len(methods), len(methods) + len(args.preferences))))
-            methods.extend(cached(make(p, w, suffix), dirs, preference=[p, PRESETS[p]], guidance=w,
-                                  **({"negative": [neg, PRESETS[neg]]} if neg and w != 1.0 else {}))
-                           for p in args.preferences)
+            for p in args.preferences:
+                n = negative[p] if w != 1.0 else None  # at guidance 1 the negative changes nothing
+                suffix = "" if w == 1.0 else f" (guidance {w:g}{f' away from {n}' if n else ''})"
+                methods.append(cached(make(p, w, n and emb[n], suffix), dirs, preference=[p, PRESETS[p]],
+                                      guidance=w, **({"negative": [n, PRESETS[n]]} if n else {})))
 
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        add(lambda p, w, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps, guidance=w,
-                                               negative=away), [args.pcldm])
+        add(lambda p, w, neg, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps,
+                                                    guidance=w, negative=neg), [args.pcldm])
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
-        add(lambda p, w, suffix, folds=folds, run=run: CrossFitted(
-            [TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w, negative=away)
+        add(lambda p, w, neg, suffix, folds=folds, run=run: CrossFitted(
+            [TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w, negative=neg)
              for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)"), dirs)
     names = [m.name for m in methods]
     if len(set(names)) < len(names):
         raise SystemExit(f"two methods would share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
     return methods, groups
+
+
+def _negatives(args) -> dict[str, str | None]:
+    """``--negative``: each preference's preset to guide away from; ``other``: with two preferences, each the other."""
+    neg = getattr(args, "negative", None)
+    if not neg:
+        return dict.fromkeys(args.preferences)
+    if all(w == 1.0 for w in args.guidance):
+        raise SystemExit("--negative changes nothing at guidance 1: give --guidance other than 1")
+    if neg == "other":
+        if len(args.preferences) != 2:
+            raise SystemExit("--negative other: give exactly two --preferences, each guided away from the other")
+        a, b = args.preferences
+        return {a: b, b: a}
+    if neg in args.preferences:
+        raise SystemExit(f"--negative {neg}: a preference cannot be guided away from itself; use --negative other")
+    return dict.fromkeys(args.preferences, neg)
 
 
 def cmd_frames(args) -> None:
@@ -370,6 +385,13 @@ def main() -> int:
         q.add_argument("--guidance", type=float, nargs="+", default=[1.0],
                        help="classifier-free guidance on the preference for the PCLDM methods (1 = none); "
                             "several: each PCLDM run once per value")
+        q.add_argument("--negative", metavar="PRESET",
+                       help="guide each preference away from this preset's embedding instead of the zero one (a "
+                            "negative prompt; needs --guidance other than 1); 'other': with two --preferences, "
+                            "each away from the other")
+        q.add_argument("--frame-cache", default="outputs/teacher/frames", metavar="DIR",
+                       help="keep every teacher method's fused frames here, keyed by its weights and settings, and "
+                            "read them back in later runs ('' = off)")
     m.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="paired bootstrap (N draws) of each method's mAP@0.5 against the first one's")
     m.add_argument("--metrics-only", action="store_true",
@@ -380,14 +402,8 @@ def main() -> int:
     m.add_argument("--pool", metavar="NAME",
                    help="with --bootstrap: the runs after the PALDM are independent runs of one recipe; also report "
                         "their pooled gain over the PALDM (one preference, one PALDM code)")
-    m.add_argument("--negative", metavar="PRESET",
-                   help="guide each preference away from this preset's embedding instead of the zero one (a "
-                        "negative prompt; needs --guidance other than 1)")
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
-    m.add_argument("--frame-cache", default="outputs/teacher/frames", metavar="DIR",
-                   help="keep every method's fused frames here, keyed by its weights and settings, and read them "
-                        "back in later runs ('' = off)")
     sp = sub.add_parser("speed")
     sp.add_argument("--model", required=True)
     sp.add_argument("--steps-list", type=int, nargs="+", default=[1, 8])

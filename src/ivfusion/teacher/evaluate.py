@@ -205,11 +205,11 @@ class CrossFitted:
 class CachedFrames:
     """An ``ivfusion eval`` method that keeps a teacher method's fused frames on disk and reads them back.
 
-    Why: a teacher frame costs seconds of CPU and is a deterministic function of the weights, the preference, the
-    code, the DDIM steps, the guidance and the noise seed, yet every evaluation of a new run sampled PALDM's and the
-    earlier runs' frames again (about 6 s per frame and method on 2 CPU cores). ``key`` fingerprints everything but the seed
-    (:func:`ivfusion.teacher.data.fingerprint`), so changed weights or settings land in another folder; PNG is
-    lossless, so a cached frame is byte-identical to the one sampled."""
+    Why: a teacher frame costs seconds of CPU (about 12 s per MSRS frame and method at 5 DDIM steps on the dev
+    machine) and is a deterministic function of the weights, the preference, the code, the DDIM steps, the guidance
+    and the noise seed, yet every evaluation of a new run sampled PALDM's and the earlier runs' frames again.
+    ``key`` fingerprints everything but the seed (:func:`ivfusion.teacher.data.fingerprint`), so changed weights
+    or settings land in another folder; PNG is lossless, so a cached frame is byte-identical to the one sampled."""
 
     method: TeacherMethod | CrossFitted
     root: Path
