@@ -168,6 +168,12 @@ def cmd_map(args) -> None:
         raise SystemExit("--pool compares runs of one recipe with one PALDM: give one --preferences, one --codes "
                          "and --bootstrap")
     ds = open_dataset("msrs", split="all", limit=args.limit)
+    if args.fold is not None:  # the frames of one cross-fitting fold only
+        from dataclasses import replace
+
+        from ivfusion.teacher.data import fold_of
+
+        ds = replace(ds, stems=tuple(s for s in ds.stems if fold_of(f"msrs/{s}", args.folds) == args.fold))
     methods, groups = _teacher_methods(args)  # models and preset embeddings loaded once, for every seed
     # one evaluation per noise seed: the same methods, the same frames, another draw of the sampler's noise
     results = [evaluate(ds, [m.reseeded(s) for m in methods], metrics=True, detection=True) for s in args.seeds]
@@ -250,25 +256,27 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
     emb = preset_embeddings(sorted({*args.preferences, *filter(None, negative.values())})) \
         if args.pcldm or args.pcldm_folds else {}
 
-    def add(make, dirs: list[str]) -> None:  # make(preference, guidance, negative, suffix) -> one method
+    def add(make) -> None:  # make(preference, guidance, negative embedding, suffix, wrap) -> one method
         for w in args.guidance:  # one switch group per guidance
             groups.append(list(range(len(methods), len(methods) + len(args.preferences))))
             for p in args.preferences:
                 n = negative[p] if w != 1.0 else None  # at guidance 1 the negative changes nothing
                 suffix = "" if w == 1.0 else f" (guidance {w:g}{f' away from {n}' if n else ''})"
-                methods.append(cached(make(p, w, n and emb[n], suffix), dirs, preference=[p, PRESETS[p]],
-                                      guidance=w, **({"negative": [n, PRESETS[n]]} if n else {})))
+                key = {"preference": [p, PRESETS[p]], "guidance": w, **({"negative": [n, PRESETS[n]]} if n else {})}
+                methods.append(make(p, w, n and emb[n], suffix, lambda m, d, key=key: cached(m, [d], **key)))
 
     if args.pcldm:
         pcldm = PALDM.from_pretrained(args.pcldm)
-        add(lambda p, w, neg, suffix: TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps,
-                                                    guidance=w, negative=neg), [args.pcldm])
+        add(lambda p, w, neg, suffix, wrap: wrap(TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps,
+                                                               guidance=w, negative=neg), args.pcldm))
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
         folds = [PALDM.from_pretrained(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
-        add(lambda p, w, neg, suffix, folds=folds, run=run: CrossFitted(
-            [TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w, negative=neg)
-             for k, m in enumerate(folds)], f"PCLDM {run}/{p}{suffix} (cross-fitted)"), dirs)
+        # each fold's frames are cached under its own run's key: the same frames as `--pcldm <that run>`, so a
+        # fold's frames can be made (--fold k) while the other fold still trains
+        add(lambda p, w, neg, suffix, wrap, folds=folds, dirs=dirs, run=run: CrossFitted(
+            [wrap(TeacherMethod(m, f"PCLDM/{p}/fold{k}", emb[p], steps=args.steps, guidance=w, negative=neg), d)
+             for k, (m, d) in enumerate(zip(folds, dirs))], f"PCLDM {run}/{p}{suffix} (cross-fitted)"))
     names = [m.name for m in methods]
     if len(set(names)) < len(names):
         raise SystemExit(f"two methods would share a name: {sorted(n for n in set(names) if names.count(n) > 1)}")
@@ -404,6 +412,10 @@ def main() -> int:
                         "their pooled gain over the PALDM (one preference, one PALDM code)")
     m.add_argument("--tag", default="teacher")
     m.add_argument("--limit", type=int)
+    m.add_argument("--fold", type=int, metavar="K",
+                   help="only the frames of cross-fitting fold K of --folds (with --frame-cache: make one fold's "
+                        "frames while the other fold's run still trains)")
+    m.add_argument("--folds", type=int, default=2)
     sp = sub.add_parser("speed")
     sp.add_argument("--model", required=True)
     sp.add_argument("--steps-list", type=int, nargs="+", default=[1, 8])

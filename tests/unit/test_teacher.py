@@ -433,7 +433,7 @@ def test_folds_partition_the_images_and_cross_fitting_fuses_each_frame_with_the_
 
 def test_cached_frames_are_sampled_once_per_key_and_seed_and_read_back_byte_identical(tmp_path):
     from ivfusion.data.pairs import PairSample
-    from ivfusion.teacher.evaluate import CachedFrames
+    from ivfusion.teacher.evaluate import CachedFrames, CrossFitted
 
     @dataclass
     class Noisy:  # a sampler: its output depends on the seed; counts its calls
@@ -463,6 +463,9 @@ def test_cached_frames_are_sampled_once_per_key_and_seed_and_read_back_byte_iden
     other_key.fuse(sample)
     assert other_key.method.calls == [("00001N", 0)] and other_key.folder != method.folder
     assert method.name == "noisy" and method.kind == "ours"
+    # cross-fitting caches per fold: each fold's run under its own key, reseeded together
+    crossfit = CrossFitted([method, other_key], "cross-fitted").reseeded(2)
+    assert crossfit.seed == 2 and {m.folder.name[-3:] for m in crossfit.methods} == {"_s2"}
 
 
 # -------------------------------------------------------------------------------------- training loops

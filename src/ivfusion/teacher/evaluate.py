@@ -211,7 +211,7 @@ class CachedFrames:
     ``key`` fingerprints everything but the seed (:func:`ivfusion.teacher.data.fingerprint`), so changed weights
     or settings land in another folder; PNG is lossless, so a cached frame is byte-identical to the one sampled."""
 
-    method: TeacherMethod | CrossFitted
+    method: TeacherMethod
     root: Path
     key: str
 
@@ -224,8 +224,12 @@ class CachedFrames:
         return self.method.kind
 
     @property
+    def seed(self) -> int:
+        return self.method.seed
+
+    @property
     def folder(self) -> Path:
-        return Path(self.root) / f"{self.key[:24]}_s{self.method.seed}"
+        return Path(self.root) / f"{self.key[:24]}_s{self.seed}"
 
     def fuse(self, sample: PairSample) -> np.ndarray:
         path = self.folder / f"{sample.stem}.png"
