@@ -244,9 +244,8 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
     methods, groups = [], []
 
     def cached(method, dirs: list[str], **settings):  # the key: weights, settings, dataset; the seed names the folder
-        cache = getattr(args, "frame_cache", None)
-        return method if not cache else CachedFrames(method, Path(cache), fingerprint(
-            *dirs, dataset="msrs", steps=args.steps, kind=type(method).__name__, **settings))
+        return method if not args.frame_cache else CachedFrames(method, Path(args.frame_cache), fingerprint(
+            *dirs, dataset="msrs", steps=args.steps, kind="TeacherMethod", **settings))
 
     if args.paldm:
         paldm = PALDM.from_pretrained(args.paldm)
@@ -285,7 +284,7 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
 
 def _negatives(args) -> dict[str, str | None]:
     """``--negative``: each preference's preset to guide away from; ``other``: with two preferences, each the other."""
-    neg = getattr(args, "negative", None)
+    neg = args.negative
     if not neg:
         return dict.fromkeys(args.preferences)
     if all(w == 1.0 for w in args.guidance):
