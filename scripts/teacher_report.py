@@ -237,6 +237,7 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
     ``--frame-cache`` each method's frames are kept on disk under a key of its weights and settings."""
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.data import fingerprint
+    from ivfusion.teacher.adapters import load_teacher
     from ivfusion.teacher.evaluate import CachedFrames, CrossFitted, TeacherMethod, preset_embeddings, run_name
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES
@@ -265,11 +266,11 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
                 methods.append(make(p, w, n and emb[n], suffix, lambda m, d, key=key: cached(m, [d], **key)))
 
     if args.pcldm:
-        pcldm = PALDM.from_pretrained(args.pcldm)
+        pcldm = load_teacher(args.pcldm)
         add(lambda p, w, neg, suffix, wrap: wrap(TeacherMethod(pcldm, f"PCLDM/{p}{suffix}", emb[p], steps=args.steps,
                                                                guidance=w, negative=neg), args.pcldm))
     for dirs in args.pcldm_folds or []:  # cross-fitted: frame of fold k fused by run k (the one that held k out)
-        folds = [PALDM.from_pretrained(d) for d in dirs]
+        folds = [load_teacher(d) for d in dirs]
         run = re.sub(r"_f\d+(?=_|$)", "", run_name(dirs[0]))  # reward_g_f0_s1 -> reward_g_s1, idpo_v5_f0 -> idpo_v5
         # each fold's frames are cached under its own run's key: the same frames as `--pcldm <that run>`, so a
         # fold's frames can be made (--fold k) while the other fold still trains

@@ -241,6 +241,58 @@ def test_guidance_is_plain_sampling_at_1_and_the_zero_embedding_or_the_negative_
         model.sample(t, v, preference=pref, steps=1, guidance=2.0, negative=torch.zeros(1, 8))
 
 
+def test_preference_adapters_give_each_preset_its_own_run_mix_free_text_and_round_trip(tmp_path):
+    from ivfusion.teacher.adapters import PreferenceAdapters, load_teacher
+
+    torch.manual_seed(0)
+    base = PALDM.from_config(TINY).eval()
+    base.save_pretrained(tmp_path / "base")
+    embeddings = {n: torch.nn.functional.normalize(torch.randn(16), dim=0) for n in ("visual", "detection")}
+    runs = {}
+    for i, name in enumerate(embeddings):  # two "fine-tuned runs": the base with its own change each
+        run = PALDM.from_pretrained(tmp_path / "base")
+        with torch.no_grad():
+            for p in run.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(i)) * 0.02)
+        runs[name] = run
+        run.save_pretrained(tmp_path / name)
+    adapters = PreferenceAdapters.from_runs(tmp_path / "base", {"visual": (tmp_path / "visual", 1.0),
+                                                                 "detection": (tmp_path / "detection", 3.0)},
+                                            embeddings)
+    adapters.save_pretrained(tmp_path / "adapters")
+    loaded = load_teacher(tmp_path / "adapters")
+    assert isinstance(loaded, PreferenceAdapters) and loaded.names == ["visual", "detection"]
+    assert isinstance(load_teacher(tmp_path / "base"), PALDM)
+    t, v = _sources(b=1)
+
+    def sample(model, pref, guidance=1.0):
+        return model.sample(t, v, preference=None if pref is None else pref.view(1, -1), steps=3, guidance=guidance,
+                            generator=torch.Generator().manual_seed(1))
+
+    # a preset's embedding: exactly its run, at the guidance it was measured at; no preference: the PALDM
+    vis, det = sample(loaded, embeddings["visual"]), sample(loaded, embeddings["detection"])
+    assert torch.allclose(vis, sample(runs["visual"], embeddings["visual"]), atol=1e-5)
+    assert torch.allclose(det, sample(runs["detection"], embeddings["detection"], 3.0), atol=1e-5)
+    assert torch.allclose(sample(loaded, None), sample(base, None), atol=1e-6)
+    assert (vis - det).abs().mean() > 1e-3
+    # free text between the two presets mixes them: its weights are in between, its sample differs from both
+    between = torch.nn.functional.normalize(embeddings["visual"] + embeddings["detection"], dim=0)
+    w = loaded.routing(between)
+    assert torch.allclose(w.sum(), torch.tensor(1.0)) and (w > 0.2).all()
+    mixed = sample(loaded, between)
+    assert (mixed - vis).abs().mean() > 1e-4 and (mixed - det).abs().mean() > 1e-4
+    # a batch with both presets: each row as if sampled alone (shared noise)
+    both = loaded.sample(t.expand(2, -1, -1, -1), v.expand(2, -1, -1, -1),
+                         preference=torch.stack([embeddings["visual"], embeddings["detection"]]), steps=3,
+                         shared_noise=True, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(both[0:1], vis, atol=1e-5) and torch.allclose(both[1:2], det, atol=1e-5)
+    with pytest.raises(ConfigError, match="not a fine-tuned copy"):
+        PALDM.from_config({**TINY, "cond_dim": 4}).save_pretrained(tmp_path / "other")
+        PreferenceAdapters.from_runs(tmp_path / "base", {"visual": (tmp_path / "other", 1.0)}, embeddings)
+    with pytest.raises(ConfigError, match="no embedding"):
+        PreferenceAdapters.from_runs(tmp_path / "base", {"text": (tmp_path / "visual", 1.0)}, embeddings)
+
+
 # ----------------------------------------------------------------------------------------------- oracles
 class _FakeDetector:
     def __init__(self, scores):

@@ -298,10 +298,11 @@ def fingerprint(*model_dirs: Path, **settings) -> str:
     store it and are rebuilt when it differs: matching only instance names or preset counts once reused
     outputs of another model or config."""
     from ivfusion.models.pretrained import CONFIG_NAME, WEIGHTS_NAME
+    from ivfusion.teacher.adapters import ADAPTERS_CONFIG, ADAPTERS_WEIGHTS
 
     h = hashlib.sha256()
     for d in model_dirs:
-        for name in (WEIGHTS_NAME, CONFIG_NAME, "scheduler_config.json"):
+        for name in (WEIGHTS_NAME, CONFIG_NAME, "scheduler_config.json", ADAPTERS_WEIGHTS, ADAPTERS_CONFIG):
             if (Path(d) / name).exists():
                 h.update(name.encode() + (Path(d) / name).read_bytes())
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
 from ivfusion.teacher.data import Image, fingerprint, load_keyed, save_keyed, to_tensor
-from ivfusion.teacher.paldm import PALDM
+from ivfusion.teacher.adapters import load_teacher
 from ivfusion.teacher.properties import STANDARD
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddin
         return cached
     if out_file.exists():
         log.info("distillation: %s was made with other settings or another teacher; rebuilding it", out_file)
-    teacher = PALDM.from_pretrained(teacher_dir).to(device)
+    teacher = load_teacher(teacher_dir).to(device)
     rng = np.random.default_rng(seed)
     pref = torch.stack([embeddings[n].view(-1) for n in names]).to(device)
     th, rgb, ys, origin = [], [], [], []

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ivfusion.data.pairs import PairSample
+from ivfusion.teacher.adapters import PreferenceAdapters
 from ivfusion.teacher.data import fold_of, to_tensor
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.properties import ALL_CODES, NUM_CODES, STANDARD, PriorConfig, fusion_prior
@@ -150,7 +151,7 @@ def property_grid(model: PALDM, pairs: Sequence[tuple[str, np.ndarray, np.ndarra
 class TeacherMethod:
     """An ``ivfusion eval`` method: the teacher's fused luminance with the visible chroma (YCrCb), BGR uint8."""
 
-    model: PALDM
+    model: PALDM | PreferenceAdapters  # ``PreferenceAdapters``: the preference also picks the weights
     name: str
     preference: torch.Tensor | None = None  # (text_dim,) embedding; None = PALDM behaviour
     code: int = STANDARD.index
