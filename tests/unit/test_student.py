@@ -195,6 +195,17 @@ def test_fuse_cli_writes_pngs_at_visible_size(tiny_dir, tmp_path):
     assert main(["--ir", str(ir), "--vi", str(vi), "--out", str(out), "--backend", "classical", "--no-progress"]) == 0
 
 
+def test_factory_runs_a_candidate_student_folder_and_falls_back_when_it_is_missing(tiny_dir, tmp_path):
+    from ivfusion.fusion.factory import create_backend
+    from ivfusion.fusion.student import StudentFusion
+
+    backend = create_backend("student", model_dir=tiny_dir)  # the node's fusion.model_dir
+    assert isinstance(backend, StudentFusion) and backend.model_dir == tiny_dir
+    out = backend.fuse(*_pair(2, 40, 56), parse_preference("detection"))
+    assert out.shape == (40, 56, 3)
+    assert create_backend("student", model_dir=tmp_path / "missing").name == "classical"
+
+
 def test_factory_falls_back_to_classical(monkeypatch, tmp_path):
     import ivfusion.fusion.student as student
     from ivfusion.errors import ConfigError

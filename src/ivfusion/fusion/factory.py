@@ -10,6 +10,7 @@ student's inference runtime (``fusion.runtime`` etc.; :mod:`ivfusion.engines.sel
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ivfusion.engines.select import RuntimeOptions
 from ivfusion.errors import ConfigError, EngineError
@@ -25,17 +26,20 @@ def default_backend() -> str:
     return "student" if weights_available() else "classical"
 
 
-def create_backend(name: str, *, fallback: bool = True, options: RuntimeOptions | None = None) -> FusionBackend:
+def create_backend(name: str, *, fallback: bool = True, options: RuntimeOptions | None = None,
+                   model_dir: str | Path | None = None) -> FusionBackend:
+    """``model_dir``: the student's folder (None or "" = the shipped ``models/student``), so a candidate student
+    (a new training or distillation run) runs in the node without replacing the shipped one."""
     if name == "classical":
         from ivfusion.fusion.classical import LaplacianPyramidFusion
 
         return LaplacianPyramidFusion()
     if name == "student":
-        from ivfusion.fusion.student import StudentFusion
+        from ivfusion.fusion.student import DEFAULT_MODEL_DIR, StudentFusion
 
         try:
             # one intra-op thread: in the node the detector needs the other core (docs/benchmarks.md)
-            return StudentFusion(options=options or RuntimeOptions(threads=1))
+            return StudentFusion(model_dir or DEFAULT_MODEL_DIR, options=options or RuntimeOptions(threads=1))
         except (ConfigError, EngineError, ImportError, OSError) as exc:
             if not fallback:
                 raise

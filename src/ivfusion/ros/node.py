@@ -124,7 +124,7 @@ class IvfusionNode(Node):
         options = RuntimeOptions(runtime=self.p["fusion.runtime"], precision=self.p["fusion.precision"],
                                  engine_cache=self.p["fusion.engine_cache"], threads=1,
                                  cuda_graphs=self.p["fusion.cuda_graphs"])
-        backend = create_backend(name, options=options)
+        backend = create_backend(name, options=options, model_dir=self.p["fusion.model_dir"])
         notes = getattr(backend, "runtime_notes", [])
         if notes:
             self.get_logger().warning(f"fusion runtime {backend.describe()} (requested {options.runtime}); skipped: "

@@ -73,6 +73,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Fusion backend: student = learned network (ONNX Runtime when models/student/student.onnx exists, "
               "else PyTorch; classical if it cannot load or fails), classical = Laplacian-pyramid baseline",
               dynamic=True, check=_one_of(*BACKENDS)),
+    ParamSpec("fusion.model_dir", "", str,
+              "Student weights folder (config.json + model.safetensors [+ student.onnx]); empty = the shipped "
+              "models/student. Read when the student backend is (re)created"),
     ParamSpec("fusion.runtime", "auto", str,
               "Student inference runtime: auto = fastest available (tensorrt, torch on CUDA, onnxruntime, torch on CPU), "
               "or one of them first; unavailable or failing runtimes fall back to the next (WARN on /diagnostics)",
