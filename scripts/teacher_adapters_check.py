@@ -14,6 +14,20 @@ import argparse
 import torch
 
 
+def _low_rank_residual(delta: dict[str, torch.Tensor], rank: int) -> float:
+    """The relative Frobenius norm a rank-``rank`` SVD leaves out, over the matrices large enough to factor: how
+    much a LoRA of that rank would drop."""
+    total = left = 0.0
+    for value in delta.values():
+        m = value.double().reshape(value.shape[0], -1) if value.dim() >= 2 else None
+        if m is None or min(m.shape) <= rank:
+            continue
+        s = torch.linalg.svdvals(m)
+        total += float(s.pow(2).sum())
+        left += float(s[rank:].pow(2).sum())
+    return (left / total) ** 0.5 if total else 0.0
+
+
 def main() -> int:
     from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.adapters import PreferenceAdapters
@@ -38,6 +52,9 @@ def main() -> int:
                                                       generator=torch.Generator().manual_seed(3))
         print(f"{spec.name}: bundle vs {spec.source} at guidance {spec.guidance:g}: "
               f"max difference {(a - r).abs().max().item() * 255:.2g} grey levels")
+    for spec, delta in zip(bundle.specs, bundle.deltas):
+        print(f"{spec.name}: {_low_rank_residual(delta, 32):.0%} of the delta's norm is beyond rank 32 "
+              "(weights of at least 33 rows and columns, conv kernels flattened)")
     texts = dict(emb) | dict(zip(args.text, embedder("minilm", 384)(args.text))) if args.text else emb
     for name, e in texts.items():
         print(f"routing {name!r}: " + ", ".join(f"{s.name} {w:.3f}" for s, w in zip(bundle.specs, bundle.routing(e))))

@@ -78,6 +78,11 @@ class PreferenceAdapters(nn.Module):
         return [s.name for s in self.specs]
 
     @property
+    def deltas(self) -> list[dict[str, torch.Tensor]]:
+        """Each adapter's change from the base, per parameter (float32), in ``specs`` order."""
+        return self._deltas
+
+    @property
     def device(self) -> torch.device:
         return self.model.device
 
