@@ -70,6 +70,7 @@ def test_detector_loaded_and_student_is_the_default_backend(harness: Harness, no
         assert values["fusion_runtime_requested"] == "auto"
         assert values["fusion_runtime"].startswith("onnxruntime"), values
         assert "tensorrt" in values["fusion_runtime_skipped"], values
+        assert values["fusion_model_dir"].endswith("models/student"), values  # fusion.model_dir "" = the shipped one
 
 
 def test_end_to_end_pairs_in_pairs_out(harness: Harness, node: NodeProcess) -> None:

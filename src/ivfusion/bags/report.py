@@ -444,6 +444,7 @@ def build_report(out: str | Path, *, labels_root: str | Path | None = None, metr
         "node": {"exit_code": facts.get("node_exit_code"), "alive_at_end": facts.get("node_alive_at_end"),
                  "ready_after_s": facts.get("ready_after_s"), "detector": diag.get("detector"),
                  "backend": diag.get("backend"), "preference": diag.get("preference"),
+                 "fusion_runtime": diag.get("fusion_runtime"), "fusion_model_dir": diag.get("fusion_model_dir"),
                  "final_level": facts.get("final_level"), "final_message": facts.get("final_message"),
                  "rss_mb": {"first": rss_mb[0] if rss_mb else None, "last": rss_mb[-1] if rss_mb else None,
                             "max": max(rss_mb) if rss_mb else None}},
@@ -499,6 +500,13 @@ def _summary(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _student_text(node: dict[str, Any]) -> str:
+    """`` (<runtime>, weights <folder>)`` for a student node, so a report says which model it measured."""
+    parts = [x for x in (node.get("fusion_runtime"), node.get("fusion_model_dir") and
+                         f"weights `{node['fusion_model_dir']}`") if x]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _markdown(r: dict[str, Any], facts: dict[str, Any]) -> str:
     acc = r["accounting"]
     e2e, rgb = r["latency_ms"]["end_to_end"], r["latency_ms"]["from_rgb_publish"]
@@ -506,7 +514,8 @@ def _markdown(r: dict[str, Any], facts: dict[str, Any]) -> str:
     md = [f"# Replay report: `{Path(r['bag']).name}` at speed {r['speed']:g}", "",
           f"Bag `{r['bag']}`; node `{' '.join(facts.get('node_command', []))}` (ROS_DOMAIN_ID "
           f"{facts.get('domain_id')}); DDS: {r['dds']}.", "",
-          f"Node: {node['backend']} fusion, preference `{node['preference']}`, detector {node['detector']}, ready "
+          f"Node: {node['backend']} fusion{_student_text(node)}, preference `{node['preference']}`, detector "
+          f"{node['detector']}, ready "
           f"after {_fmt(node['ready_after_s'])} s, exit code {node['exit_code']}; RSS {_fmt(node['rss_mb']['first'])} "
           f"-> {_fmt(node['rss_mb']['last'])} MB (max {_fmt(node['rss_mb']['max'])}).", ""]
     if r["errors"]:

@@ -273,6 +273,7 @@ class IvfusionNode(Node):
             "fusion_runtime": runtime_text,
             "fusion_runtime_requested": requested,
             "fusion_runtime_skipped": "; ".join(getattr(backend, "runtime_notes", [])),
+            "fusion_model_dir": str(getattr(backend, "model_dir", "")),  # which student weights (fusion.model_dir)
             "preference": self._pipeline.preference.text,
             "detector": self._detector_state,
             "rate_in_thermal_hz": self._rates[THERMAL].rate(now),
