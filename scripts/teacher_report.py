@@ -236,8 +236,8 @@ def _teacher_methods(args) -> tuple[list, list[list[int]]]:
     name); and the switch groups: per run and guidance, its methods' indices in ``--preferences`` order. With
     ``--frame-cache`` each method's frames are kept on disk under a key of its weights and settings."""
     from ivfusion.fusion.preference import PRESETS
-    from ivfusion.teacher.data import fingerprint
     from ivfusion.teacher.adapters import load_teacher
+    from ivfusion.teacher.data import fingerprint
     from ivfusion.teacher.evaluate import CachedFrames, CrossFitted, TeacherMethod, preset_embeddings, run_name
     from ivfusion.teacher.paldm import PALDM
     from ivfusion.teacher.properties import ALL_CODES

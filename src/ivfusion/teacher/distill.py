@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ivfusion.errors import ConfigError
-from ivfusion.teacher.data import Image, fingerprint, load_keyed, save_keyed, to_tensor
 from ivfusion.teacher.adapters import load_teacher
+from ivfusion.teacher.data import Image, fingerprint, load_keyed, save_keyed, to_tensor
 from ivfusion.teacher.properties import STANDARD
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ STUDENT_ONLY_DETECTOR_KEYS = ("fusion", "anchor", "mixed_fusion")
 def cache_teacher_outputs(teacher_dir: str | Path, images: list[Image], embeddings: dict[str, torch.Tensor], *,
                           patch: int, crops_per_image: int, steps: int, seed: int, out_file: Path,
                           progress: bool = True, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Outputs per preset on fixed crops of the teacher saved at ``teacher_dir``; written to (and reused from)
+    """Outputs per preset on fixed crops of the teacher saved at ``teacher_dir`` (a PALDM / PCLDM folder, or a
+    ``PreferenceAdapters`` one: each preset then samples with its own weights); written to (and reused from)
     ``out_file`` (safetensors). The teacher is only loaded when the cache has to be made."""
 
     names = sorted(embeddings)
