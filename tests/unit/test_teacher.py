@@ -293,6 +293,38 @@ def test_preference_adapters_give_each_preset_its_own_run_mix_free_text_and_roun
         PreferenceAdapters.from_runs(tmp_path / "base", {"text": (tmp_path / "visual", 1.0)}, embeddings)
 
 
+def _script(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_adapter_arguments_and_guidance_curve_points_are_read_as_documented(tmp_path):
+    import argparse
+    import json
+
+    parse = _script("teacher_adapters").parse_adapter
+    assert parse("detection=outputs/train/idpo_v13_f0/final@3") == ("detection", "outputs/train/idpo_v13_f0/final", 3.0)
+    assert parse("visual=runs/v12v") == ("visual", "runs/v12v", 1.0)
+    for bad in ("visual", "=runs/x", "visual=runs/x@high"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+    row = {"labels": "fused", "diff": 0.03, "low": 0.001, "high": 0.06}
+    (tmp_path / "r.json").write_text(json.dumps({
+        "seeds": [0, 1],
+        "bootstrap_vs_first": [{**row, "a": "PCLDM idpo_v13/detection (guidance 3) (cross-fitted)"},
+                               {**row, "a": "PCLDM idpo_v13/detection (guidance 3) (cross-fitted)", "labels": "union"},
+                               {**row, "a": "PCLDM idpo_v13/visual (cross-fitted)"}],
+        "metrics_vs_first": [{"a": "PCLDM idpo_v13/detection (guidance 3) (cross-fitted)", "metric": "MI", "diff": -0.2}]}))
+    points = _script("teacher_guidance_plot").points([tmp_path / "r.json"], "detection")
+    assert points == {"idpo_v13": [{"guidance": 3.0, "seeds": "0,1", "map": (0.03, 0.001, 0.06), "MI": -0.2,
+                                    "VIF": None}]}
+
+
 # ----------------------------------------------------------------------------------------------- oracles
 class _FakeDetector:
     def __init__(self, scores):
