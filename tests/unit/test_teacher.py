@@ -313,13 +313,12 @@ def test_adapter_arguments_and_guidance_curve_points_are_read_as_documented(tmp_
     for bad in ("visual", "=runs/x", "visual=runs/x@high"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(bad)
-    row = {"labels": "fused", "diff": 0.03, "low": 0.001, "high": 0.06}
+    row, det = {"labels": "fused", "diff": 0.03, "low": 0.001, "high": 0.06}, "PCLDM idpo_v13/detection (guidance 3)"
     (tmp_path / "r.json").write_text(json.dumps({
         "seeds": [0, 1],
-        "bootstrap_vs_first": [{**row, "a": "PCLDM idpo_v13/detection (guidance 3) (cross-fitted)"},
-                               {**row, "a": "PCLDM idpo_v13/detection (guidance 3) (cross-fitted)", "labels": "union"},
+        "bootstrap_vs_first": [{**row, "a": det}, {**row, "a": det, "labels": "union"},
                                {**row, "a": "PCLDM idpo_v13/visual (cross-fitted)"}],
-        "metrics_vs_first": [{"a": "PCLDM idpo_v13/detection (guidance 3) (cross-fitted)", "metric": "MI", "diff": -0.2}]}))
+        "metrics_vs_first": [{"a": det, "metric": "MI", "diff": -0.2}]}))
     points = _script("teacher_guidance_plot").points([tmp_path / "r.json"], "detection")
     assert points == {"idpo_v13": [{"guidance": 3.0, "seeds": "0,1", "map": (0.03, 0.001, 0.06), "MI": -0.2,
                                     "VIF": None}]}
