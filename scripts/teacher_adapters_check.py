@@ -19,10 +19,9 @@ def _low_rank_residual(delta: dict[str, torch.Tensor], rank: int) -> float:
     much a LoRA of that rank would drop."""
     total = left = 0.0
     for value in delta.values():
-        m = value.double().reshape(value.shape[0], -1) if value.dim() >= 2 else None
-        if m is None or min(m.shape) <= rank:
+        if value.dim() < 2 or min(value.shape[0], value[0].numel()) <= rank:
             continue
-        s = torch.linalg.svdvals(m)
+        s = torch.linalg.svdvals(value.double().reshape(value.shape[0], -1))
         total += float(s.pow(2).sum())
         left += float(s[rank:].pow(2).sum())
     return (left / total) ** 0.5 if total else 0.0
@@ -55,7 +54,9 @@ def main() -> int:
     for spec, delta in zip(bundle.specs, bundle.deltas):
         print(f"{spec.name}: {_low_rank_residual(delta, 32):.0%} of the delta's norm is beyond rank 32 "
               "(weights of at least 33 rows and columns, conv kernels flattened)")
-    texts = dict(emb) | dict(zip(args.text, embedder("minilm", 384)(args.text))) if args.text else emb
+    texts = dict(emb)
+    if args.text:
+        texts |= dict(zip(args.text, embedder("minilm", 384)(args.text)))
     for name, e in texts.items():
         print(f"routing {name!r}: " + ", ".join(f"{s.name} {w:.3f}" for s, w in zip(bundle.specs, bundle.routing(e))))
     return 0

@@ -36,6 +36,17 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
+def _script(name: str):
+    """scripts/<name>.py as a module (scripts are not a package); the teacher test modules share this one."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _sources(seed=0, b=2, h=32, w=32):
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
@@ -291,16 +302,6 @@ def test_preference_adapters_give_each_preset_its_own_run_mix_free_text_and_roun
         PreferenceAdapters.from_runs(tmp_path / "base", {"visual": (tmp_path / "other", 1.0)}, embeddings)
     with pytest.raises(ConfigError, match="no embedding"):
         PreferenceAdapters.from_runs(tmp_path / "base", {"text": (tmp_path / "visual", 1.0)}, embeddings)
-
-
-def _script(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_adapter_arguments_and_guidance_curve_points_are_read_as_documented(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ from ivfusion.teacher.data import View, to_tensor
 from ivfusion.teacher.oracles import DetectionOracle, VisualOracle
 from ivfusion.teacher.refine import RefineConfig, Refiner, local_edit
 from ivfusion.training.losses import PresetLoss, fusion_loss
-from tests.unit.test_teacher import _one_thread  # noqa: F401  (autouse: one thread, as the teacher tests)
+from tests.unit.test_teacher import _one_thread, _script  # noqa: F401  (_one_thread: autouse, one thread)
 
 BOX = (16, 16, 48, 48)
 VISUAL_LOSS = {"t0": 0.0, "sal_gain": 0.3, "intensity": 0.0, "gradient": 2.0, "ssim_t": 5.0, "ssim_v": 5.0,
@@ -175,7 +173,6 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
     """The CPU/GPU split of IDPO v6: the CPU searches with the detector, ``scripts/teacher_gpu_bundle.py`` packs the
     verdicts and only the searches' maps, and the other machine (here: a fresh output folder reading the bundle's
     shared root) regenerates the one standard candidate per window and rebuilds the refinement from the maps."""
-    import importlib.util
     import shutil
 
     import yaml
@@ -224,9 +221,7 @@ def test_a_gpu_machine_rebuilds_refinements_from_maps_and_samples_only_the_codes
 
     config = tmp_path / "idpo.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    spec = importlib.util.spec_from_file_location("bundle", Path(__file__).parents[2] / "scripts" / "teacher_gpu_bundle.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("teacher_gpu_bundle")
     out = tmp_path / "bundle"
     script.bundle(config, out)
     assert (out / "preferences" / "refined.safetensors").stat().st_size < 2000  # maps, not images

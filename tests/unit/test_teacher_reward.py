@@ -15,7 +15,7 @@ from ivfusion.teacher.data import Instance
 from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.reward import RewardConfig, sample_with_last_step_grad, train_reward, window_targets
 from ivfusion.training.cli import main
-from tests.unit.test_teacher import TINY, _one_thread  # noqa: F401  (autouse: one thread, as the teacher tests)
+from tests.unit.test_teacher import TINY, _one_thread, _script  # noqa: F401  (_one_thread: autouse, one thread)
 from tests.unit.tiny_data import write_tiny_pairs
 
 
@@ -269,16 +269,6 @@ def test_joined_proposal_caches_are_what_sampling_both_proposals_makes(tmp_path:
         script.join(tmp_path / "joined.yaml", [only_b, only_a])
     with pytest.raises(ConfigError, match="one folder per proposal"):
         script.join(tmp_path / "joined.yaml", [only_a])
-
-
-def _script(name: str):
-    """scripts/<name>.py as a module (scripts are not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def _bundle_script():
