@@ -132,7 +132,7 @@ def test_reward_trains_from_a_gpu_bundle_without_openvino_or_the_text_encoder(tm
     config.write_text(yaml.safe_dump(cfg))
     train_reward(cfg, progress=False)
 
-    script = _bundle_script()
+    script = _script("teacher_gpu_bundle")
     out = tmp_path / "bundle"
     visual = tmp_path / "visual.yaml"  # a second recipe in the same bundle: only its preset's embedding is added
     visual.write_text(yaml.safe_dump({**cfg, "reward": {"objective": "visual", "preference": "visual"}}))
@@ -198,7 +198,7 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
     config = tmp_path / "idpo.yaml"
     config.write_text(yaml.safe_dump(cfg))
     (tmp_path / "idpo" / "preferences" / "texts.safetensors").write_bytes(b"")  # train_idpo writes it; not tested here
-    script = _bundle_script()
+    script = _script("teacher_gpu_bundle")
     script.bundle(config, tmp_path / "bundle")
     paths = json.loads((tmp_path / "bundle" / "proposals" / "paths.json").read_text())
     assert paths == [str(tmp_path / "paldm"), str(tmp_path / "tuned")]
@@ -270,7 +270,3 @@ def test_joined_proposal_caches_are_what_sampling_both_proposals_makes(tmp_path:
     with pytest.raises(ConfigError, match="one folder per proposal"):
         script.join(tmp_path / "joined.yaml", [only_a])
 
-
-def _bundle_script():
-    """scripts/teacher_gpu_bundle.py as a module."""
-    return _script("teacher_gpu_bundle")

@@ -515,8 +515,8 @@ def _markdown(r: dict[str, Any], facts: dict[str, Any]) -> str:
           f"Bag `{r['bag']}`; node `{' '.join(facts.get('node_command', []))}` (ROS_DOMAIN_ID "
           f"{facts.get('domain_id')}); DDS: {r['dds']}.", "",
           f"Node: {node['backend']} fusion{_student_text(node)}, preference `{node['preference']}`, detector "
-          f"{node['detector']}, ready "
-          f"after {_fmt(node['ready_after_s'])} s, exit code {node['exit_code']}; RSS {_fmt(node['rss_mb']['first'])} "
+          f"{node['detector']}, ready after {_fmt(node['ready_after_s'])} s, exit code {node['exit_code']}; RSS "
+          f"{_fmt(node['rss_mb']['first'])} "
           f"-> {_fmt(node['rss_mb']['last'])} MB (max {_fmt(node['rss_mb']['max'])}).", ""]
     if r["errors"]:
         md += ["**Errors:** " + "; ".join(r["errors"]), ""]
