@@ -3,6 +3,9 @@
     python scripts/teacher_adapters.py --base outputs/train/paldm/final \\
         --adapter visual=outputs/train/idpo_v12v_f0/final --adapter detection=outputs/train/idpo_v13_f0/final@3 \\
         --out outputs/train/pcldm_adapters_f0
+    # what models/teacher/pcldm ships: int8 deltas linked to the committed PALDM (models/teacher/README.md)
+    python scripts/teacher_adapters.py --base outputs/train/paldm/final --adapter visual=... --adapter detection=... \\
+        --int8 --link-base models/teacher/paldm --out models/teacher/pcldm
 
 Each ``--adapter PRESET=RUN[@GUIDANCE]`` keeps that run's change from the base under the preset's embedding, at the
 guidance it was measured at (default 1). The folder loads wherever a teacher folder is read
@@ -39,6 +42,10 @@ def main() -> int:
     p.add_argument("--adapter", type=parse_adapter, action="append", required=True, metavar="PRESET=RUN[@G]")
     p.add_argument("--temperature", type=float, default=0.05, help="routing softmax temperature over cosines")
     p.add_argument("--float16", action="store_true", help="store base and deltas in float16 (half the size)")
+    p.add_argument("--int8", action="store_true", help="store the deltas in int8 with a scale per row (a quarter)")
+    p.add_argument("--link-base", type=Path, metavar="DIR",
+                   help="do not copy the base: link to DIR, a folder holding the same PALDM (checked), "
+                        "as models/teacher/pcldm links to models/teacher/paldm")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     unknown = [n for n, _, _ in args.adapter if n not in PRESETS]
@@ -46,7 +53,8 @@ def main() -> int:
         raise SystemExit(f"--adapter: {unknown} are not presets ({sorted(PRESETS)})")
     runs = {n: (folder, g) for n, folder, g in args.adapter}
     model = PreferenceAdapters.from_runs(args.base, runs, preset_embeddings(sorted(runs)), args.temperature)
-    model.save_pretrained(args.out, dtype=torch.float16 if args.float16 else None)
+    model.save_pretrained(args.out, dtype=torch.float16 if args.float16 else None, base_dir=args.link_base,
+                          int8=args.int8)
     print(f"wrote {args.out}: {', '.join(f'{s.name} (guidance {s.guidance:g})' for s in model.specs)}")
     return 0
 

@@ -328,10 +328,10 @@ def cmd_speed(args) -> None:
     """Median wall time of one 640x512 frame: teacher (DDIM steps) vs student (PyTorch), same threads / device."""
     from ivfusion.models.student import StudentFusionNet
     from ivfusion.runtime.stats import time_calls_ms
-    from ivfusion.teacher.paldm import PALDM
+    from ivfusion.teacher.adapters import load_teacher
 
     dev = torch.device(args.device)
-    teacher = PALDM.from_pretrained(args.model).to(dev)
+    teacher = load_teacher(args.model).to(dev)  # a PALDM or an adapter folder (models/teacher/pcldm): same network
     student = StudentFusionNet.from_pretrained("models/student").eval().to(dev)
     t, rgb = torch.rand(1, 1, 512, 640, device=dev), torch.rand(1, 3, 512, 640, device=dev)
     pref = student.preset("balanced").to(dev)

@@ -297,6 +297,28 @@ def test_preference_adapters_give_each_preset_its_own_run_mix_free_text_and_roun
                          preference=torch.stack([embeddings["visual"], embeddings["detection"]]), steps=3,
                          shared_noise=True, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(both[0:1], vis, atol=1e-5) and torch.allclose(both[1:2], det, atol=1e-5)
+    # linked to the base folder with int8 deltas (models/teacher/pcldm's form): no copy of the base, each preset's
+    # sample within the int8 rounding of its run's, and the folder is a fraction of the self-contained one
+    linked = adapters.save_pretrained(tmp_path / "linked", base_dir=tmp_path / "base", int8=True)
+    assert not (linked / "model.safetensors").exists()
+    small = load_teacher(linked)
+    assert small.names == ["visual", "detection"] and [s.guidance for s in small.specs] == [1.0, 3.0]
+    for name, full in (("visual", vis), ("detection", det)):
+        err = (sample(small, embeddings[name]) - full).abs().max()
+        assert 0 < err < 0.02 * (full - sample(base, None)).abs().max()  # rounded, and far below the change
+    size = (tmp_path / "linked" / "adapters.safetensors").stat().st_size
+    assert size < 0.5 * (tmp_path / "adapters" / "adapters.safetensors").stat().st_size
+    with pytest.raises(ConfigError, match="does not hold the PALDM"):
+        adapters.save_pretrained(tmp_path / "bad", base_dir=tmp_path / "visual")
+    moved = tmp_path / "elsewhere" / "linked"  # copied without the base folder beside it
+    moved.mkdir(parents=True)
+    for f in ("adapters.json", "adapters.safetensors"):
+        (moved / f).write_bytes((linked / f).read_bytes())
+    with pytest.raises(ConfigError, match="keep the two folders together"):
+        load_teacher(moved)
+    PALDM.from_pretrained(tmp_path / "visual").save_pretrained(tmp_path / "base")  # the base changed under the link
+    with pytest.raises(ConfigError, match="SHA-256 differs"):
+        load_teacher(linked)
     with pytest.raises(ConfigError, match="not a fine-tuned copy"):
         PALDM.from_config({**TINY, "cond_dim": 4}).save_pretrained(tmp_path / "other")
         PreferenceAdapters.from_runs(tmp_path / "base", {"visual": (tmp_path / "other", 1.0)}, embeddings)

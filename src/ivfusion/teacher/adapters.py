@@ -10,14 +10,18 @@ a preset's own embedding selects its delta, free text mixes the deltas by how cl
 Each adapter also carries the classifier-free guidance its run was measured at (``PALDM.guided``), because that is
 part of what was measured: v13 under ``detection`` is tested at guidance 3.
 
-Files (``save_pretrained``): the PALDM's own folder files (``config.json``, ``model.safetensors``,
-``scheduler_config.json``) plus ``adapters.json`` (names, guidance, routing temperature, sources) and
-``adapters.safetensors`` (each preset's embedding and each parameter's delta). No pickle.
+Files (``save_pretrained``): ``adapters.json`` (names, guidance, routing temperature, sources) and
+``adapters.safetensors`` (each preset's embedding and each parameter's delta), beside either the PALDM's own folder
+files (``config.json``, ``model.safetensors``, ``scheduler_config.json``: a self-contained folder) or a link to the
+PALDM folder they were made from (``base``: a relative path and its weights' SHA-256), as diffusers keeps LoRA
+weights apart from the pipeline they load onto. Linked adapters with int8 deltas are what ``models/teacher/pcldm``
+ships: the PALDM is committed once, and each preference costs a quarter of a full model. No pickle.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +35,9 @@ from ivfusion.teacher.paldm import PALDM
 
 ADAPTERS_CONFIG = "adapters.json"
 ADAPTERS_WEIGHTS = "adapters.safetensors"
-ADAPTERS_FORMAT = 1
+ADAPTERS_FORMAT = 2
+READS_FORMATS = (1, 2)  # 1: always a self-contained folder with float deltas (session 20)
+INT8 = "int8-rowwise"
 
 
 @dataclass(frozen=True)
@@ -171,21 +177,45 @@ class PreferenceAdapters(nn.Module):
             raise ConfigError(f"adapters: no embedding for {missing}")
         return cls(base, specs, torch.stack([embeddings[n].float().view(-1) for n in runs]), deltas, temperature)
 
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """The base PALDM's folder plus ``adapters.json`` and ``adapters.safetensors`` (deltas in ``dtype``)."""
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None, *,
+                        base_dir: str | Path | None = None, int8: bool = False) -> Path:
+        """``adapters.json`` and ``adapters.safetensors``, plus the base PALDM's folder files in ``dtype``, or,
+        with ``base_dir``, a link to that folder (which must hold exactly this base) instead of a copy.
+
+        ``int8`` stores each delta as int8 with one float32 scale per output row (absmax / 127): a quarter of
+        float32. IDPO's deltas are small and dense, so rounding them moves the sample far less than the deltas do
+        (``models/teacher/README.md`` has the measured difference).
+        """
         from safetensors.torch import save_file
 
-        self._load(self.routing(None))  # the base weights, not a mixture, go to model.safetensors
-        directory = self.model.save_pretrained(directory, dtype=dtype)
+        from ivfusion.engines.cache import file_sha256
+
+        directory = Path(directory)
+        self._load(self.routing(None))  # the base weights, not a mixture, are what a copy or a link must hold
+        config: dict = {"format": ADAPTERS_FORMAT, "temperature": self.temperature,
+                        "deltas": INT8 if int8 else "float", "adapters": [asdict(s) for s in self.specs]}
+        if base_dir is None:
+            self.model.save_pretrained(directory, dtype=dtype)
+        else:
+            linked = PALDM.from_pretrained(base_dir)
+            state = linked.state_dict()
+            if str(dict(linked.config)) != str(dict(self.model.config)) or any(
+                    not torch.equal(state[k].float(), v.float()) for k, v in self._base.items()):
+                raise ConfigError(f"adapters: {base_dir} does not hold the PALDM these adapters were made from")
+            directory.mkdir(parents=True, exist_ok=True)
+            config["base"] = os.path.relpath(Path(base_dir).resolve(), directory.resolve())
+            config["base_sha256"] = file_sha256(Path(base_dir) / "model.safetensors")
         tensors = {f"embedding.{s.name}": e.contiguous() for s, e in zip(self.specs, self.embeddings.cpu())}
         for spec, delta in zip(self.specs, self._deltas):
-            tensors |= {f"delta.{spec.name}.{k}": (v if dtype is None else v.to(dtype)).contiguous()
-                        for k, v in delta.items()}
-        save_file(tensors, str(Path(directory) / ADAPTERS_WEIGHTS))
-        config = {"format": ADAPTERS_FORMAT, "temperature": self.temperature,
-                  "adapters": [asdict(s) for s in self.specs]}
-        (Path(directory) / ADAPTERS_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        return Path(directory)
+            for k, v in delta.items():
+                if int8:
+                    q, scale = quantize_int8(v)
+                    tensors |= {f"delta.{spec.name}.{k}": q, f"scale.{spec.name}.{k}": scale}
+                else:
+                    tensors[f"delta.{spec.name}.{k}"] = (v if dtype is None else v.to(dtype)).contiguous()
+        save_file(tensors, str(directory / ADAPTERS_WEIGHTS))
+        (directory / ADAPTERS_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        return directory
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> PreferenceAdapters:
@@ -197,18 +227,56 @@ class PreferenceAdapters(nn.Module):
             config = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"adapters: cannot read {path}: {exc}") from exc
-        if config.get("format") != ADAPTERS_FORMAT:
-            raise ConfigError(f"adapters: {path} has format {config.get('format')}, this code reads {ADAPTERS_FORMAT}")
+        if config.get("format") not in READS_FORMATS:
+            raise ConfigError(f"adapters: {path} has format {config.get('format')}, this code reads {READS_FORMATS}")
         specs = [AdapterSpec(**a) for a in config["adapters"]]
         tensors = load_file(str(directory / ADAPTERS_WEIGHTS), device=map_location)
         try:
             embeddings = torch.stack([tensors[f"embedding.{s.name}"] for s in specs])
         except KeyError as exc:
             raise ConfigError(f"adapters: {directory / ADAPTERS_WEIGHTS} lacks {exc}") from exc
-        deltas = [{k[len(f"delta.{s.name}."):]: v for k, v in tensors.items() if k.startswith(f"delta.{s.name}.")}
-                  for s in specs]
-        return cls(PALDM.from_pretrained(directory, map_location), specs, embeddings, deltas,
+        int8 = config.get("deltas", "float") == INT8
+        deltas = []
+        for s in specs:
+            prefix = f"delta.{s.name}."
+            delta = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if int8:
+                try:
+                    delta = {k: dequantize_int8(v, tensors[f"scale.{s.name}.{k}"]) for k, v in delta.items()}
+                except KeyError as exc:
+                    raise ConfigError(f"adapters: {directory / ADAPTERS_WEIGHTS} lacks the int8 scale {exc}") from exc
+            deltas.append(delta)
+        return cls(PALDM.from_pretrained(_base_folder(directory, config), map_location), specs, embeddings, deltas,
                    config.get("temperature", 0.05)).eval()
+
+
+def _base_folder(directory: Path, config: dict) -> Path:
+    """The folder holding the base PALDM: the adapters' own, or the linked one, checked by its weights' hash."""
+    from ivfusion.engines.cache import file_sha256
+
+    if "base" not in config:
+        return directory
+    base = (directory / config["base"]).resolve()
+    if not (base / "model.safetensors").exists():
+        raise ConfigError(f"adapters: {directory} is a set of deltas over the PALDM in {config['base']!r} "
+                          f"(relative to it), and {base} holds no model.safetensors; keep the two folders together")
+    if file_sha256(base / "model.safetensors") != config.get("base_sha256"):
+        raise ConfigError(f"adapters: {base / 'model.safetensors'} is not the PALDM {directory}'s deltas were made "
+                          f"from (SHA-256 differs from adapters.json's base_sha256)")
+    return base
+
+
+def quantize_int8(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 values, float32 scale per output row): symmetric absmax over each row, so small rows keep precision."""
+    rows = value.detach().float().reshape(value.shape[0] if value.dim() > 1 else 1, -1)
+    scale = rows.abs().amax(dim=1).clamp_min(1e-30) / 127
+    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.reshape(value.shape).contiguous(), scale.contiguous()
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    rows = q.float().reshape(scale.shape[0], -1) * scale[:, None].float()
+    return rows.reshape(q.shape)
 
 
 def load_teacher(directory: str | Path, map_location: str = "cpu") -> PALDM | PreferenceAdapters:
