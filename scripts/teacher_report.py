@@ -93,12 +93,12 @@ def _idpo_setup(args):
 
 
 def cmd_compare(args) -> None:
+    from ivfusion.teacher.adapters import load_teacher
     from ivfusion.teacher.evaluate import compare_on_instances
     from ivfusion.teacher.oracles import DetectionOracle, TextOracle, VisualOracle
-    from ivfusion.teacher.paldm import PALDM
 
     cfg, paldm, prefs, embed = _idpo_setup(args)
-    pcldm = PALDM.from_pretrained(args.pcldm)
+    pcldm = load_teacher(args.pcldm)  # a PCLDM run or an adapter folder (models/teacher/pcldm)
     rows = [p for p in prefs["pairs"] if p["held_out"]]
     texts = sorted({p["text"] for p in rows})
     embeddings = dict(zip(texts, embed(texts)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -39,7 +40,6 @@ def _one_thread():
 def _script(name: str):
     """scripts/<name>.py as a module (scripts are not a package); the teacher test modules share this one."""
     import importlib.util
-    from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -324,6 +324,34 @@ def test_preference_adapters_give_each_preset_its_own_run_mix_free_text_and_roun
         PreferenceAdapters.from_runs(tmp_path / "base", {"visual": (tmp_path / "other", 1.0)}, embeddings)
     with pytest.raises(ConfigError, match="no embedding"):
         PreferenceAdapters.from_runs(tmp_path / "base", {"text": (tmp_path / "visual", 1.0)}, embeddings)
+
+
+def test_committed_teacher_is_the_committed_paldm_plus_one_small_int8_change_per_preference():
+    """models/teacher/pcldm as shipped: what docs/teacher.md measured is this folder's model."""
+    from ivfusion.teacher.adapters import INT8, PreferenceAdapters, load_teacher
+
+    root = Path(__file__).parents[2] / "models" / "teacher"
+    config = json.loads((root / "pcldm" / "adapters.json").read_text())
+    assert config["base"] == "../paldm" and config["deltas"] == INT8
+    assert not (root / "pcldm" / "model.safetensors").exists()
+    assert (root / "pcldm" / "adapters.safetensors").stat().st_size < 10e6  # two int8 deltas, not a copy of the base
+    teacher, paldm = load_teacher(root / "pcldm"), load_teacher(root / "paldm")
+    assert isinstance(teacher, PreferenceAdapters) and isinstance(paldm, PALDM)
+    assert {s.name: s.guidance for s in teacher.specs} == {"visual": 1.0, "detection": 3.0}
+    with pytest.raises(ConfigError, match="load_teacher"):  # not a PALDM folder: the message names the loader
+        PALDM.from_pretrained(root / "pcldm")
+    t, v = _sources(b=1, h=64, w=64)
+
+    def sample(model, pref):
+        return model.sample(t, v, preference=pref, steps=2, generator=torch.Generator().manual_seed(1)) * 255
+
+    base = sample(paldm, None)
+    assert torch.equal(sample(teacher, None), base)  # no preference: the PALDM itself
+    out = {s.name: sample(teacher, teacher.embeddings[i].view(1, -1)) for i, s in enumerate(teacher.specs)}
+    # each preset its own documented change: `visual` more contrast (SD), `detection` brighter
+    assert out["visual"].std() > base.std() + 1.0
+    assert (out["detection"] - base).mean() > 0.5
+    assert (out["visual"] - out["detection"]).abs().mean() > 1.0
 
 
 def test_adapter_arguments_and_guidance_curve_points_are_read_as_documented(tmp_path):

@@ -239,5 +239,9 @@ class PALDM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> PALDM:
-        model = load_pretrained(cls, directory, "teacher", FORMAT_VERSION, map_location)
+        folder = Path(directory)
+        if (folder / "adapters.json").exists() and not (folder / "config.json").exists():  # models/teacher/pcldm
+            raise ConfigError(f"teacher: {folder} holds preference adapters linked to a PALDM, not a PALDM; load it "
+                              "with ivfusion.teacher.adapters.load_teacher (which takes either kind)")
+        model = load_pretrained(cls, folder, "teacher", FORMAT_VERSION, map_location)
         return model.eval()
