@@ -250,8 +250,8 @@ class CachedFrames:
 
 
 @torch.no_grad()
-def before_after(paldm: PALDM, pcldm: PALDM, thermal: np.ndarray, vis_y: np.ndarray, preference: torch.Tensor, *,
-                 steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def before_after(paldm: PALDM, pcldm: PALDM | PreferenceAdapters, thermal: np.ndarray, vis_y: np.ndarray,
+                 preference: torch.Tensor, *, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (PALDM with the standard code, PCLDM with the standard code + ``preference``), same initial noise."""
     dev = pcldm.device
     t, y = to_tensor(thermal).to(dev).unsqueeze(0), to_tensor(vis_y).to(dev).unsqueeze(0)
@@ -263,10 +263,11 @@ def before_after(paldm: PALDM, pcldm: PALDM, thermal: np.ndarray, vis_y: np.ndar
 
 
 @torch.no_grad()
-def compare_on_instances(paldm: PALDM, pcldm: PALDM, prefs: dict, rows: Sequence[dict],
+def compare_on_instances(paldm: PALDM, pcldm: PALDM | PreferenceAdapters, prefs: dict, rows: Sequence[dict],
                          embeddings: dict[str, torch.Tensor], *, steps: int, oracles: dict, prior: PriorConfig,
                          text_codes: dict[str, int] | None = None,
-                         samples: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, dict[str, float]]:
+                         samples: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+                         ) -> dict[str, dict[str, float]]:
     """Before (PALDM, standard code, no preference) vs after (PCLDM, standard code + the pair's preference) on
     the instances of ``rows`` (held-out preference pairs), scored the way each oracle judges:
     detection -> detector confidence on the instance (0 = missed) and recall at 0.25; visual -> VIF, Qabf, SD,
