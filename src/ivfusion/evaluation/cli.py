@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         command = "ivfusion eval " + " ".join(argv if argv is not None else sys.argv[2:])
         header = (f"# Results\n\nGenerated {date.today().isoformat()} by `{command.strip()}` (see `make results`).\n"
                   "Metrics follow the definitions documented in `src/ivfusion/metrics/fusion.py`; MI is in bits.\n"
-                  "Peers are the published methods' own outputs from `../shared/peers` (see its MANIFEST).\n\n")
+                  "Peers are the published methods' own outputs from `../shared/peers` (see its MANIFEST).\n"
+                  "The diffusion teacher (PALDM vs PCLDM per preference, held-out DPO accuracy, distillation, teacher vs "
+                  "student speed) is measured in `docs/teacher.md`; the student's training in `docs/student.md`.\n\n")
         Path(args.results_md).write_text(header + "\n".join(sections))
         print(f"wrote {args.results_md}")
     return 0
