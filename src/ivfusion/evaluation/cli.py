@@ -20,7 +20,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ivfusion eval", description=__doc__)
     p.add_argument("--dataset", action="append", help=f"shared name ({', '.join(SHARED_DATASETS)}) or a pairs folder; "
                                                       "repeatable; default: all shared datasets")
-    p.add_argument("--methods", help="comma list: classical[:pref], peer:NAME, folder:PATH[=NAME], infrared, visible; "
+    p.add_argument("--methods", help="comma list: classical[:pref], student[:pref[@DIR]], teacher[:pref[@DIR]] "
+                                     "(the diffusion teacher: seconds per frame), peer:NAME, folder:PATH[=NAME], "
+                                     "infrared, visible; "
                                      f"default: {','.join(DEFAULT_METHODS)} + every peer of the dataset")
     p.add_argument("--no-peers", action="store_true", help="do not add the dataset's peers to the default methods")
     p.add_argument("--split", default="val", help="pinned split where one exists (config/splits); 'all' for every pair")
@@ -57,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         header = (f"# Results\n\nGenerated {date.today().isoformat()} by `{command.strip()}` (see `make results`).\n"
                   "Metrics follow the definitions documented in `src/ivfusion/metrics/fusion.py`; MI is in bits.\n"
                   "Peers are the published methods' own outputs from `../shared/peers` (see its MANIFEST).\n"
-                  "The diffusion teacher (PALDM vs PCLDM per preference, held-out DPO accuracy, distillation, teacher vs "
-                  "student speed) is measured in `docs/teacher.md`; the student's training in `docs/student.md`.\n\n")
+                  "The diffusion teacher (PALDM vs PCLDM per preference, held-out DPO accuracy, distillation, "
+                  "teacher vs student speed) is measured in `docs/teacher.md`; the student's training in "
+                  "`docs/student.md`.\n\n")
         Path(args.results_md).write_text(header + "\n".join(sections))
         print(f"wrote {args.results_md}")
     return 0

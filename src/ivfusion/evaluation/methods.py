@@ -86,8 +86,8 @@ class SourceMethod:
 
 
 def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
-    """``classical[:preference]``, ``student[:preference[@model_dir]]``, ``peer:<Method>``, ``folder:<path>[=<name>]``,
-    ``infrared``, ``visible``."""
+    """``classical[:preference]``, ``student[:preference[@model_dir]]``, ``teacher[:preference[@model_dir]]``,
+    ``peer:<Method>``, ``folder:<path>[=<name>]``, ``infrared``, ``visible``."""
     head, _, rest = spec.partition(":")
     if head == "classical":
         from ivfusion.fusion.factory import create_backend
@@ -100,6 +100,8 @@ def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
         backend = _student(model_dir)
         suffix = f"@{Path(model_dir).name}" if model_dir else ""
         return BackendMethod(backend, pref, f"student/{pref.text}{suffix}", kind="ours")
+    if head == "teacher":  # teacher[:preference[@model_dir]]: the diffusion teacher, seconds per frame on a CPU
+        return _teacher_method(*rest.partition("@")[::2])
     if head == "peer":
         if peers_dir is None:
             raise ConfigError(f"method {spec}: no peers folder for this dataset")
@@ -109,7 +111,8 @@ def parse_method(spec: str, *, peers_dir: Path | None = None) -> FusionMethod:
         return FolderMethod(Path(path), name or Path(path).name, kind="ours")
     if head in ("infrared", "visible"):
         return SourceMethod(head)
-    raise ConfigError(f"unknown method {spec!r}; use classical[:pref], student[:pref[@DIR]], peer:NAME, folder:PATH[=NAME], infrared, visible")
+    raise ConfigError(f"unknown method {spec!r}; use classical[:pref], student[:pref[@DIR]], teacher[:pref[@DIR]], "
+                      "peer:NAME, folder:PATH[=NAME], infrared, visible")
 
 
 @lru_cache(maxsize=None)
@@ -118,6 +121,34 @@ def _student(model_dir: str) -> FusionBackend:
     from ivfusion.fusion.student import DEFAULT_MODEL_DIR, StudentFusion
 
     return StudentFusion(model_dir or DEFAULT_MODEL_DIR)
+
+
+TEACHER_STEPS = 5  # the DDIM steps every teacher measurement in docs/teacher.md used
+
+
+def _teacher_method(pref_text: str, model_dir: str) -> FusionMethod:
+    """The teacher (``models/teacher/pcldm`` unless ``model_dir``) under a preset or free-text preference, embedded
+    as in its training (MiniLM); no preference samples the PALDM it was tuned from. Noise seed 0, 5 DDIM steps."""
+    from ivfusion.paths import REPO_ROOT
+    from ivfusion.teacher.evaluate import TeacherMethod, preset_embeddings
+    from ivfusion.teacher.train import embedder
+
+    folder = Path(model_dir) if model_dir else REPO_ROOT / "models" / "teacher" / "pcldm"
+    model, suffix = _teacher(str(folder)), f"@{folder.name}" if model_dir else ""
+    if not pref_text:
+        return TeacherMethod(model, f"teacher/none{suffix}", steps=TEACHER_STEPS)
+    pref = parse_preference(pref_text)
+    emb = (preset_embeddings([pref.preset], model.text_dim)[pref.preset] if pref.preset
+           else embedder("minilm", model.text_dim)([pref.text])[0])
+    return TeacherMethod(model, f"teacher/{pref.text}{suffix}", preference=emb, steps=TEACHER_STEPS)
+
+
+@lru_cache(maxsize=None)
+def _teacher(model_dir: str):
+    """One loaded teacher for all of its preference methods (an adapter folder swaps its weights per preference)."""
+    from ivfusion.teacher.adapters import load_teacher
+
+    return load_teacher(model_dir)
 
 
 def available_peers(peers_dir: Path | None) -> list[str]:

@@ -96,6 +96,10 @@ class PreferenceAdapters(nn.Module):
     def multiple(self) -> int:
         return self.model.multiple
 
+    @property
+    def text_dim(self) -> int:
+        return self.model.text_dim
+
     def routing(self, preference: torch.Tensor | None) -> torch.Tensor:
         """(K,) mixing weights of one (text_dim,) embedding; None (no preference) gives the PALDM: all zeros."""
         if preference is None:
