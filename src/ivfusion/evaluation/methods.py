@@ -129,11 +129,11 @@ TEACHER_STEPS = 5  # the DDIM steps every teacher measurement in docs/teacher.md
 def _teacher_method(pref_text: str, model_dir: str) -> FusionMethod:
     """The teacher (``models/teacher/pcldm`` unless ``model_dir``) under a preset or free-text preference, embedded
     as in its training (MiniLM); no preference samples the PALDM it was tuned from. Noise seed 0, 5 DDIM steps."""
-    from ivfusion.paths import REPO_ROOT
+    from ivfusion.teacher.adapters import DEFAULT_TEACHER_DIR
     from ivfusion.teacher.evaluate import TeacherMethod, preset_embeddings
     from ivfusion.teacher.train import embedder
 
-    folder = Path(model_dir) if model_dir else REPO_ROOT / "models" / "teacher" / "pcldm"
+    folder = Path(model_dir) if model_dir else DEFAULT_TEACHER_DIR
     model, suffix = _teacher(str(folder)), f"@{folder.name}" if model_dir else ""
     if not pref_text:
         return TeacherMethod(model, f"teacher/none{suffix}", steps=TEACHER_STEPS)

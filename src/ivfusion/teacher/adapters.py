@@ -31,9 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ivfusion.errors import ConfigError
+from ivfusion.models.pretrained import WEIGHTS_NAME
+from ivfusion.paths import REPO_ROOT
 from ivfusion.teacher.paldm import PALDM
 
 ADAPTERS_CONFIG = "adapters.json"
+DEFAULT_TEACHER_DIR = REPO_ROOT / "models" / "teacher" / "pcldm"  # the shipped teacher (linked to ../paldm)
 ADAPTERS_WEIGHTS = "adapters.safetensors"
 ADAPTERS_FORMAT = 2
 READS_FORMATS = (1, 2)  # 1: always a self-contained folder with float deltas (session 20)
@@ -203,12 +206,12 @@ class PreferenceAdapters(nn.Module):
         else:
             linked = PALDM.from_pretrained(base_dir)
             state = linked.state_dict()
-            if str(dict(linked.config)) != str(dict(self.model.config)) or any(
+            if dict(linked.config) != dict(self.model.config) or any(
                     not torch.equal(state[k].float(), v.float()) for k, v in self._base.items()):
                 raise ConfigError(f"adapters: {base_dir} does not hold the PALDM these adapters were made from")
             directory.mkdir(parents=True, exist_ok=True)
             config["base"] = os.path.relpath(Path(base_dir).resolve(), directory.resolve())
-            config["base_sha256"] = file_sha256(Path(base_dir) / "model.safetensors")
+            config["base_sha256"] = file_sha256(Path(base_dir) / WEIGHTS_NAME)
         tensors = {f"embedding.{s.name}": e.contiguous() for s, e in zip(self.specs, self.embeddings.cpu())}
         for spec, delta in zip(self.specs, self._deltas):
             for k, v in delta.items():
@@ -261,12 +264,13 @@ def _base_folder(directory: Path, config: dict) -> Path:
     if "base" not in config:
         return directory
     base = (directory / config["base"]).resolve()
-    if not (base / "model.safetensors").exists():
+    weights = base / WEIGHTS_NAME
+    if not weights.exists():
         raise ConfigError(f"adapters: {directory} is a set of deltas over the PALDM in {config['base']!r} "
-                          f"(relative to it), and {base} holds no model.safetensors; keep the two folders together")
-    if file_sha256(base / "model.safetensors") != config.get("base_sha256"):
-        raise ConfigError(f"adapters: {base / 'model.safetensors'} is not the PALDM {directory}'s deltas were made "
-                          f"from (SHA-256 differs from adapters.json's base_sha256)")
+                          f"(relative to it), and {base} holds no {WEIGHTS_NAME}; keep the two folders together")
+    if file_sha256(weights) != config.get("base_sha256"):
+        raise ConfigError(f"adapters: {weights} is not the PALDM {directory}'s deltas were made "
+                          f"from (SHA-256 differs from {ADAPTERS_CONFIG}'s base_sha256)")
     return base
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ivfusion.errors import ConfigError
-from ivfusion.models.pretrained import constructor_args, load_pretrained, write_pretrained
+from ivfusion.models.pretrained import CONFIG_NAME, constructor_args, load_pretrained, write_pretrained
 from ivfusion.teacher.autoencoder import build_codec
 from ivfusion.teacher.properties import STANDARD, code_vector
 
@@ -239,8 +239,10 @@ class PALDM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> PALDM:
+        from ivfusion.teacher.adapters import ADAPTERS_CONFIG  # that module builds on this one
+
         folder = Path(directory)
-        if (folder / "adapters.json").exists() and not (folder / "config.json").exists():  # models/teacher/pcldm
+        if (folder / ADAPTERS_CONFIG).exists() and not (folder / CONFIG_NAME).exists():  # models/teacher/pcldm
             raise ConfigError(f"teacher: {folder} holds preference adapters linked to a PALDM, not a PALDM; load it "
                               "with ivfusion.teacher.adapters.load_teacher (which takes either kind)")
         model = load_pretrained(cls, folder, "teacher", FORMAT_VERSION, map_location)
