@@ -9,7 +9,8 @@ So the CPU builds the preference cache (``ivfusion train idpo --prepare-only``) 
 * ``shared/datasets/<name>`` for the config's sources (without their labels when the run uses pseudo-labels) and
   the detector's ``metadata.yaml`` (class names, to match pseudo-labels to detections), under a ``shared/`` root
   for ``IVFUSION_SHARED``;
-* ``init/``: the PALDM the run starts from; ``cache/``: the pseudo-label cache;
+* ``init/``: the PALDM the run starts from (unless it is committed: then it travels with the repository);
+  ``cache/``: the pseudo-label cache;
 * ``preferences/``: the verdicts (``pairs.json``), the text embeddings, and the detection searches' maps only
   (``teacher.train.strip_refined``): the machine regenerates the candidates from their seeds and rebuilds the
   refinements from the maps.
@@ -69,6 +70,17 @@ def bundle(config: Path, out: Path, *more: Path) -> list[Path]:
     return sorted(p for p in out.rglob("*") if p.is_file())
 
 
+def _tracked(folder: Path) -> bool:
+    """Whether git tracks ``folder``'s weights, so the device tool sends them with the working tree (which counts
+    towards the same 64 MiB as the bundle)."""
+    import subprocess
+
+    from ivfusion.models.pretrained import WEIGHTS_NAME
+
+    return subprocess.run(["git", "ls-files", "--error-unmatch", str(folder / WEIGHTS_NAME)],
+                          capture_output=True).returncode == 0
+
+
 def _common(cfg: dict, out: Path) -> None:
     """What every stage needs: the sources, the PALDM it starts from, the pseudo-label cache."""
     if out.exists():
@@ -77,7 +89,8 @@ def _common(cfg: dict, out: Path) -> None:
     skip = shutil.ignore_patterns("labels") if cfg["data"].get("objects") == "pseudo" else None
     for name in _source_names(cfg):
         shutil.copytree(shared_root() / "datasets" / name, out / "shared" / "datasets" / name, ignore=skip)
-    shutil.copytree(cfg["init_from"], out / "init")
+    if not _tracked(Path(cfg["init_from"])):  # a committed PALDM travels with the repository already
+        shutil.copytree(cfg["init_from"], out / "init")
     pseudo = Path(cfg["data"].get("cache_dir", "outputs/cache")) / "student_detections.json"
     (out / "cache").mkdir()
     if pseudo.exists():  # the pseudo-labels (a labelled run may have none)
@@ -110,10 +123,12 @@ def _idpo_bundle(cfg: dict, out: Path, config: Path) -> list[Path]:
 
 
 def _proposal_models(cfg: dict, out: Path) -> None:
-    """``data.proposals``' models in float16 (half the bytes; the machine samples them again) under
-    ``proposals/<k>``, and ``proposals/paths.json``: where the config expects each (teacher_gpu_train.sh puts them
-    there). The machine's proposals then differ from this one's by the float16 rounding, so the verdicts cache,
-    keyed by the models, is rebuilt there: an oracle that needs the detector cannot do that (see --help)."""
+    """``data.proposals``' models under ``proposals/<k>``, and ``proposals/paths.json``: where the config expects
+    each (teacher_gpu_train.sh puts them there). The machine samples them again. Without a detection oracle they
+    travel in float16 (half the bytes); the machine's proposals then differ from this one's by the rounding, so the
+    verdicts cache, keyed by the models' bytes, is rebuilt there. A detection oracle cannot be rebuilt there (no
+    detector), so its proposals travel byte for byte: the key holds and this machine's verdicts are used. To halve
+    them, give the config float16 copies of the proposals and build its verdicts from those (IDPO v15)."""
     import json
 
     import torch
@@ -123,11 +138,12 @@ def _proposal_models(cfg: dict, out: Path) -> None:
     paths = [str(p["model"]) for p in cfg["data"].get("proposals") or []]
     if not paths:
         return
-    if "detection" in (cfg.get("oracles") or {}):
-        raise ConfigError("bundle: a detection oracle's verdicts on proposals cannot be rebuilt on the GPU machine "
-                          "(no detector there); train that config on the CPU")
+    exact = "detection" in (cfg.get("oracles") or {})
     for k, path in enumerate(paths):
-        PALDM.from_pretrained(path).save_pretrained(out / "proposals" / str(k), dtype=torch.float16)
+        if exact:
+            shutil.copytree(path, out / "proposals" / str(k))
+        else:
+            PALDM.from_pretrained(path).save_pretrained(out / "proposals" / str(k), dtype=torch.float16)
     (out / "proposals" / "paths.json").write_text(json.dumps(paths))
 
 

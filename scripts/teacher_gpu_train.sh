@@ -6,7 +6,8 @@
 #   bash scripts/teacher_gpu_train.sh BUNDLE WHEELS OUT CONFIG[@SEED]...
 #
 # $STAGE is idpo (default) or reward. CONFIG@SEED trains CONFIG with --seed SEED into <output_dir>_s<SEED> (the
-# replicates of a recipe). $PARALLEL (default 1) trains that many at a time on the one GPU.
+# replicates of a recipe). $PARALLEL (default 1) trains that many at a time on the one GPU, after the first IDPO run
+# (alone: it samples the candidates and proposals the others reuse).
 # Every config must share the bundle's preference cache (the folds of one cross-fitted run). Into OUT: one
 # <run>_<checkpoint>.tar per checkpoint named in $CHECKPOINTS (default "final"; e.g. "step_0000300 final"), float16,
 # ~8 MB (under the tool's 16 MB-per-file limit), and logs.tar (every run's log.jsonl and dpo_eval.json).
@@ -58,8 +59,8 @@ EOF
   "$py" -m ivfusion.cli train "$stage" --config "$config" --no-progress --no-resume "${extra[@]}" ${TRAIN_ARGS:-} \
     > "/tmp/logs/$name/stdout.txt" 2>&1 || { tail -20 "/tmp/logs/$name/stdout.txt"; return 1; }
   echo "$run: trained in $(( $(date +%s) - start )) s"
-  # the next IDPO fold samples no candidates again (same key)
-  if [ "$stage" = idpo ]; then cp "$run/preferences/candidates.safetensors" "$bundle/preferences/"; fi
+  # the next run of the same cache samples no candidates or proposals again (same keys)
+  if [ "$stage" = idpo ]; then cp "$run"/preferences/{candidates,proposals}.safetensors "$bundle/preferences/" 2>/dev/null || true; fi
   "$py" scripts/teacher_fp16.py "$run" "/tmp/fp16/$name" > /dev/null
   local var=CHECKPOINTS_$i ck
   for ck in ${!var:-${CHECKPOINTS:-final}}; do
@@ -72,6 +73,8 @@ i=0 failed=0
 for config in "$@"; do
   i=$((i + 1))
   train_one "$i" "$config" &
+  # the first run samples the candidates alone, so the others reuse them instead of each sampling its own
+  if [ "$i" = 1 ] && [ "$stage" = idpo ] && [ $# -gt 1 ]; then wait -n || failed=1; fi
   while [ "$(jobs -rp | wc -l)" -ge "${PARALLEL:-1}" ]; do wait -n || failed=1; done
 done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
