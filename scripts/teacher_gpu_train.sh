@@ -60,7 +60,11 @@ EOF
     > "/tmp/logs/$name/stdout.txt" 2>&1 || { tail -20 "/tmp/logs/$name/stdout.txt"; return 1; }
   echo "$run: trained in $(( $(date +%s) - start )) s"
   # the next run of the same cache samples no candidates or proposals again (same keys)
-  if [ "$stage" = idpo ]; then cp "$run"/preferences/{candidates,proposals}.safetensors "$bundle/preferences/" 2>/dev/null || true; fi
+  if [ "$stage" = idpo ]; then
+    for cache in candidates proposals; do  # a run without proposals has no proposals cache
+      if [ -e "$run/preferences/$cache.safetensors" ]; then cp "$run/preferences/$cache.safetensors" "$bundle/preferences/"; fi
+    done
+  fi
   "$py" scripts/teacher_fp16.py "$run" "/tmp/fp16/$name" > /dev/null
   local var=CHECKPOINTS_$i ck
   for ck in ${!var:-${CHECKPOINTS:-final}}; do

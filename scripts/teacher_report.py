@@ -346,13 +346,13 @@ def cmd_speed(args) -> None:
     with torch.no_grad():
         res = {"threads": args.threads, "frame": "640x512", "device": str(dev) if dev.type == "cpu"
                else torch.cuda.get_device_name(dev)}
-        for steps in args.steps_list:
-            res[f"teacher_{steps}_steps_ms"] = median_ms(lambda: teacher.sample(t, t, 4, steps=steps), args.runs)
-        # an adapter teacher under each preset: its guidance (detection's 3) doubles the network's passes per step
-        for k, name in enumerate(getattr(teacher, "names", ())):
-            emb = teacher.embeddings[k:k + 1].to(dev)
+        # no preference, then an adapter teacher under each preset: its guidance (detection's 3) doubles the
+        # network's passes per step
+        presets = [("", None)] + [(f"{name}_", teacher.embeddings[k:k + 1].to(dev))
+                                  for k, name in enumerate(getattr(teacher, "names", ()))]
+        for prefix, emb in presets:
             for steps in args.steps_list:
-                res[f"teacher_{name}_{steps}_steps_ms"] = median_ms(
+                res[f"teacher_{prefix}{steps}_steps_ms"] = median_ms(
                     lambda: teacher.sample(t, t, 4, emb, steps=steps), args.runs)
         res["student_pytorch_ms"] = median_ms(lambda: student(t, rgb, pref), 20)
     for steps in args.steps_list:
