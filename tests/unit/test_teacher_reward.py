@@ -236,7 +236,8 @@ def test_proposals_are_other_teachers_samples_of_the_candidates_own_noise(tmp_pa
 def test_joined_proposal_caches_are_what_sampling_both_proposals_makes(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch):
     """scripts/teacher_join_proposals.py: two single-proposal runs' caches joined are the two-proposal run's cache,
-    so that run samples nothing; a source made from other weights is refused."""
+    so that run samples nothing; a source given as "-" is sampled by the script to the same bytes; a source made from
+    other weights is refused."""
     import shutil
 
     from ivfusion.teacher import idpo
@@ -272,6 +273,10 @@ def test_joined_proposal_caches_are_what_sampling_both_proposals_makes(tmp_path:
         m.setattr(idpo, "generate_candidates", lambda *a, **k: pytest.fail("the joined cache was not a hit"))
         got = prepare_preferences(joined, paldm, progress=False)["candidates"]
     assert got.shape == both.shape and np.array_equal(got, both)
+    script.join(tmp_path / "joined.yaml", [only_a, Path("-")], progress=False)  # B sampled by the script
+    with monkeypatch.context() as m:
+        m.setattr(idpo, "generate_candidates", lambda *a, **k: pytest.fail("the joined cache was not a hit"))
+        assert np.array_equal(prepare_preferences(joined, paldm, progress=False)["candidates"], both)
     with pytest.raises(ConfigError, match="not the samples"):  # B's samples offered as A's
         script.join(tmp_path / "joined.yaml", [only_b, only_a])
     with pytest.raises(ConfigError, match="one folder per proposal"):

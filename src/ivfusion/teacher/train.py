@@ -271,31 +271,49 @@ def _with_proposals(dcfg: dict[str, Any], images, instances, candidates: np.ndar
     noise, and the combined cache key. Why: a pair of two samples of one noise differs only by what the other model
     does differently, and that is a rule the policy can represent, where a per-window search's edit was not
     (docs/teacher.md, IDPO v6/v7)."""
-    from ivfusion.fusion.preference import PRESETS
     from ivfusion.teacher.data import keyed_cache
-    from ivfusion.teacher.idpo import generate_candidates
-    from ivfusion.teacher.properties import STANDARD
 
-    proposals = [dict(p) for p in dcfg["proposals"]]
+    proposals = checked_proposals(dcfg["proposals"])
+    key = proposals_key(proposals, cand_key)
+
+    def build() -> dict[str, torch.Tensor]:
+        return {"proposals": torch.from_numpy(sample_proposals(proposals, dcfg, images, instances, patch, cache,
+                                                               seed=seed, steps=steps, device=device,
+                                                               text_dim=text_dim, progress=progress))}
+
+    extra = keyed_cache(cache / PROPOSALS_FILE, key, build)["proposals"].numpy()
+    return np.concatenate([candidates, extra], axis=1), key
+
+
+def checked_proposals(raw: list) -> list[dict]:
+    """``data.proposals`` as dicts, refused unless each names a model and at most a preset preference."""
+    from ivfusion.fusion.preference import PRESETS
+
+    proposals = [dict(p) for p in raw]
     unknown = [p.get("preference") for p in proposals if p.get("preference") not in (None, *PRESETS)]
     if unknown or any("model" not in p for p in proposals):
         raise ConfigError("data.proposals: each needs model: DIR and an optional preset preference "
                           f"({', '.join(PRESETS)}); got {proposals}")
-    key = proposals_key(proposals, cand_key)
+    return proposals
 
-    def build() -> dict[str, torch.Tensor]:
-        out, embeddings = [], proposal_embeddings(cache, proposals, dcfg, text_dim)
-        for p in proposals:
-            model = PALDM.from_pretrained(p["model"]).to(device)
-            text = PRESETS.get(p.get("preference") or "")
-            pref = None if text is None else embeddings[text].float()
-            out.append(generate_candidates(model, images, instances, patch, steps=steps, seed=seed,
-                                           codes=[STANDARD.index], preference=pref, progress=progress,
-                                           desc=f"proposals of {p['model']}"))
-        return {"proposals": torch.from_numpy(np.concatenate(out, axis=1))}
 
-    extra = keyed_cache(cache / PROPOSALS_FILE, key, build)["proposals"].numpy()
-    return np.concatenate([candidates, extra], axis=1), key
+def sample_proposals(proposals: list[dict], dcfg: dict[str, Any], images, instances, patch: int, cache: Path, *,
+                     seed: int, steps: int, device: torch.device, text_dim: int, progress: bool) -> np.ndarray:
+    """One standard-code sample per proposal and window (N, len(proposals), ...), of the candidates' noise; the
+    preset embeddings are cached in ``cache``."""
+    from ivfusion.fusion.preference import PRESETS
+    from ivfusion.teacher.idpo import generate_candidates
+    from ivfusion.teacher.properties import STANDARD
+
+    out, embeddings = [], proposal_embeddings(cache, proposals, dcfg, text_dim)
+    for p in proposals:
+        model = PALDM.from_pretrained(p["model"]).to(device)
+        text = PRESETS.get(p.get("preference") or "")
+        pref = None if text is None else embeddings[text].float()
+        out.append(generate_candidates(model, images, instances, patch, steps=steps, seed=seed,
+                                       codes=[STANDARD.index], preference=pref, progress=progress,
+                                       desc=f"proposals of {p['model']}"))
+    return np.concatenate(out, axis=1)
 
 
 PROPOSALS_FILE = "proposals.safetensors"  # data.proposals' samples, in the preference cache
