@@ -8,7 +8,7 @@ proposals [A, B] holds exactly A's samples followed by B's. A run that had only 
 same PALDM candidates already made them (12 CPU minutes per proposal and fold). Each source is checked: its cache
 key must be the one a single-proposal run of that entry would have written for the target's candidates, so a
 source made from other weights, windows or noise is refused rather than joined. A source given as ``-`` is sampled
-here (as a single-proposal run would, on one thread), so a run that changes one proposal samples only that one.
+here (as a single-proposal run would, on ``--threads`` threads), so a run that changes one proposal samples only that one.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ def join(config: Path, sources: list[Path], progress: bool = True) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     for p, src in zip(proposals, sources):
         if str(src) == SAMPLE:
-            torch.set_num_threads(1)
             text_dim = PALDM.from_pretrained(cfg["init_from"]).text_dim
             parts.append(torch.from_numpy(sample_proposals(
                 [p], cfg["data"], images, instances, patch, cache, seed=int(cfg["train"].get("seed", 0)),
@@ -69,7 +68,9 @@ def main() -> int:
     p.add_argument("config", type=Path, help="the IDPO config whose data.proposals lists several models")
     p.add_argument("sources", type=Path, nargs="+", help="one preferences folder per proposal, in the config's order; "
                    f"{SAMPLE!r} samples that proposal here")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for a sampled source (default 1)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     print(join(args.config, args.sources))
     return 0
 
