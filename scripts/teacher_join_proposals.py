@@ -24,6 +24,7 @@ from ivfusion.teacher.paldm import PALDM
 from ivfusion.teacher.train import (
     IDPO_SECTIONS,
     PROPOSALS_FILE,
+    candidate_noise,
     candidates_key,
     checked_proposals,
     load_config,
@@ -45,13 +46,13 @@ def join(config: Path, sources: list[Path], progress: bool = True) -> Path:
     cand_key = candidates_key(cfg, instances, patch)
     cache, parts = Path(cfg["output_dir"]) / "preferences", []
     cache.mkdir(parents=True, exist_ok=True)
+    seed, steps = candidate_noise(cfg)
+    text_dim = PALDM.from_pretrained(cfg["init_from"]).text_dim if SAMPLE in map(str, sources) else 0
     for p, src in zip(proposals, sources):
         if str(src) == SAMPLE:
-            text_dim = PALDM.from_pretrained(cfg["init_from"]).text_dim
-            parts.append(torch.from_numpy(sample_proposals(
-                [p], cfg["data"], images, instances, patch, cache, seed=int(cfg["train"].get("seed", 0)),
-                steps=int(cfg["data"].get("candidate_steps", 10)), device=torch.device("cpu"), text_dim=text_dim,
-                progress=progress)))
+            parts.append(torch.from_numpy(sample_proposals([p], cfg["data"], images, instances, patch, cache,
+                                                           seed=seed, steps=steps, device=torch.device("cpu"),
+                                                           text_dim=text_dim, progress=progress)))
             continue
         cached = load_keyed(src / PROPOSALS_FILE, proposals_key([p], cand_key))
         if cached is None:

@@ -182,7 +182,7 @@ def prepare_preferences(cfg: dict[str, Any], model: PALDM, progress: bool = True
     # Each cache is keyed by everything it depends on (fingerprint). Candidates are a deterministic function of
     # the PALDM, the instances and the seed (noise is drawn on the CPU), so they are regenerated where missing,
     # e.g. on a GPU machine given only pairs.json; the verdicts are the expensive part and need the detector.
-    seed, steps = int(cfg["train"].get("seed", 0)), int(dcfg.get("candidate_steps", 10))
+    seed, steps = candidate_noise(cfg)
     # data.candidate_codes: sample only these property codes (candidate k is code codes[k]); a run that ranks
     # only the standard candidate against its refinement needs one sample per window, not nine
     codes = dcfg.get("candidate_codes")
@@ -220,11 +220,17 @@ def candidates_key(cfg: dict[str, Any], instances: list, patch: int) -> str:
 
     from ivfusion.teacher.data import fingerprint
 
-    dcfg = cfg["data"]
-    codes = dcfg.get("candidate_codes")
+    codes = cfg["data"].get("candidate_codes")
     extra = {} if codes is None else {"codes": [int(c) for c in codes]}  # keeps the keys of caches built before it
+    seed, steps = candidate_noise(cfg)
     return fingerprint(Path(cfg["init_from"]), instances=[astuple(i) for i in instances], patch=patch,
-                       steps=int(dcfg.get("candidate_steps", 10)), seed=int(cfg["train"].get("seed", 0)), **extra)
+                       steps=steps, seed=seed, **extra)
+
+
+def candidate_noise(cfg: dict[str, Any]) -> tuple[int, int]:
+    """(seed, DDIM steps) that a teacher config's candidates and proposals are sampled with: one place, since the
+    caches' keys and every tool that samples into them must agree."""
+    return int(cfg["train"].get("seed", 0)), int(cfg["data"].get("candidate_steps", 10))
 
 
 def proposals_key(proposals: list[dict], cand_key: str) -> str:
